@@ -1,0 +1,237 @@
+"""Object storage for every stage: fsspec URIs (local paths or ``s3://``), atomic writes, manifests.
+
+A stage is complete exactly when its ``manifest.json`` exists: stages write their outputs first and
+the manifest last, through :func:`write_json_atomic`, so an interrupted stage is never mistaken for a
+complete one. Local writes go to a temporary name and are renamed into place; an S3 PUT is already
+atomic (an object appears whole or not at all).
+
+S3 endpoint and credentials come from the standard AWS variables (``AWS_ENDPOINT_URL_S3``,
+``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...) or from ``storage:`` in ``nexus.yaml`` via
+:func:`configure`.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import json
+import os
+import posixpath
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+MANIFEST = "manifest.json"
+
+_s3_options: dict[str, Any] = {}
+
+
+def configure(
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> None:
+    """Set S3 options for this process (from ``nexus.yaml``); unset values fall back to AWS variables."""
+    _s3_options.clear()
+    if endpoint_url:
+        _s3_options["endpoint_url"] = endpoint_url
+    if region:
+        _s3_options["region"] = region
+    if access_key_id:
+        _s3_options["key"] = access_key_id
+    if secret_access_key:
+        _s3_options["secret"] = secret_access_key
+
+
+def s3_options() -> dict[str, Any]:
+    """fsspec/s3fs keyword arguments for the configured or environment-given S3 endpoint."""
+    endpoint = (
+        _s3_options.get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    opts: dict[str, Any] = {}
+    client_kwargs: dict[str, Any] = {}
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    region = _s3_options.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        client_kwargs["region_name"] = region
+    if client_kwargs:
+        opts["client_kwargs"] = client_kwargs
+    for key in ("key", "secret"):
+        if key in _s3_options:
+            opts[key] = _s3_options[key]
+    return opts
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in str(uri) and not str(uri).startswith("file://")
+
+
+def storage_options(uri: str) -> dict[str, Any]:
+    return s3_options() if str(uri).startswith(("s3://", "s3a://")) else {}
+
+
+def get_fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for ``uri`` and the path inside it."""
+    uri = str(uri)
+    if uri.startswith("s3a://"):
+        uri = "s3://" + uri[len("s3a://") :]
+    return url_to_fs(uri, **storage_options(uri))
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or URI."""
+    base = str(base)
+    if is_remote(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def basename(uri: str) -> str:
+    return posixpath.basename(str(uri).rstrip("/"))
+
+
+def exists(uri: str) -> bool:
+    fs, path = get_fs(uri)
+    return fs.exists(path)
+
+
+def makedirs(uri: str) -> None:
+    """Create a directory (a no-op on object stores, which have none)."""
+    if not is_remote(uri):
+        os.makedirs(uri, exist_ok=True)
+
+
+def open_file(uri: str, mode: str = "rb", **kwargs: Any):
+    """Open a local path or URI (``compression="infer"`` to read ``.gz`` transparently)."""
+    return fsspec.open(str(uri), mode, **storage_options(uri), **kwargs).open()
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = get_fs(uri)
+    return fs.cat_file(path)
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Write a whole file so that readers see the old content or the new one, never a part."""
+    uri = str(uri)
+    if is_remote(uri):
+        fs, path = get_fs(uri)
+        fs.pipe_file(path, data)
+        return
+    directory = os.path.dirname(os.path.abspath(uri))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(uri)}.tmp-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, uri)
+
+
+def write_text_atomic(uri: str, text: str) -> None:
+    write_bytes_atomic(uri, text.encode("utf-8"))
+
+
+def write_json_atomic(uri: str, obj: Any) -> None:
+    write_bytes_atomic(uri, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def upload_file_atomic(local_path: str, uri: str) -> None:
+    """Copy a finished local file to ``uri`` atomically (rename locally, single PUT remotely)."""
+    uri = str(uri)
+    if is_remote(uri):
+        fs, path = get_fs(uri)
+        fs.put_file(local_path, path)
+        return
+    directory = os.path.dirname(os.path.abspath(uri))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(uri)}.tmp-{uuid.uuid4().hex}")
+    with open(local_path, "rb") as src, open(tmp, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, uri)
+
+
+def remove(uri: str, recursive: bool = True) -> None:
+    """Remove a file or directory tree if it exists."""
+    fs, path = get_fs(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=recursive)
+
+
+def listdir(uri: str) -> list[str]:
+    """Names (not paths) directly under ``uri``; empty when it does not exist."""
+    fs, path = get_fs(uri)
+    if not fs.exists(path):
+        return []
+    return sorted(basename(p) for p in fs.ls(path, detail=False) if basename(p) != basename(path))
+
+
+def size(uri: str) -> int:
+    fs, path = get_fs(uri)
+    return int(fs.size(path))
+
+
+def _unstrip(uri: str, found: str) -> str:
+    """Give a path found by fsspec back its protocol, as the user wrote it."""
+    if is_remote(uri):
+        protocol = str(uri).split("://", 1)[0]
+        return f"{protocol}://{found}"
+    return found
+
+
+def expand(inputs: Iterable[str], suffixes: tuple[str, ...] | None = None) -> list[str]:
+    """Expand files, directories (recursively) and globs into a sorted, de-duplicated file list.
+
+    Raises ``FileNotFoundError`` naming the input that matched nothing.
+    """
+    out: list[str] = []
+    for item in inputs:
+        item = str(item)
+        fs, path = get_fs(item)
+        if _glob.has_magic(item):
+            found = [p for p in fs.glob(path) if fs.isfile(p)]
+        elif fs.isdir(path):
+            found = [p for p in fs.find(path) if not basename(p).startswith((".", "_"))]
+        elif fs.exists(path):
+            found = [path]
+        else:
+            raise FileNotFoundError(f"input {item!r} does not exist")
+        if suffixes is not None:
+            found = [p for p in found if p.lower().endswith(suffixes)]
+        if not found:
+            what = f" with a suffix in {', '.join(suffixes)}" if suffixes else ""
+            raise FileNotFoundError(f"input {item!r} matched no files{what}")
+        out.extend(_unstrip(item, p) for p in sorted(found))
+    seen: set[str] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def read_manifest(directory: str) -> dict[str, Any] | None:
+    """The stage manifest under ``directory``, or ``None`` when the stage is not complete."""
+    uri = join(directory, MANIFEST)
+    try:
+        return read_json(uri)
+    except FileNotFoundError:
+        return None
+
+
+def write_manifest(directory: str, manifest: dict[str, Any]) -> None:
+    """Mark a stage complete. Call after every other output is written."""
+    write_json_atomic(join(directory, MANIFEST), manifest)
