@@ -29,7 +29,9 @@ __all__ = ["ConfigError", "NexusConfig", "StrictModel", "load_config", "parse_co
 class StorageConfig(StrictModel):
     """Object storage. Unset values fall back to the standard AWS variables."""
 
-    endpoint_url: str | None = Field(None, description="S3 endpoint, e.g. http://127.0.0.1:8333 for SeaweedFS")
+    endpoint_url: str | None = Field(
+        None, description="S3 endpoint, e.g. http://127.0.0.1:8333 for SeaweedFS"
+    )
     region: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
@@ -80,9 +82,7 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
             valid = _fields_at(model, loc[:-1])
             guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f" Did you mean '{guess[0]}'?" if guess else ""
-            lines.append(
-                f"  - {key}: unknown key.{hint} Valid keys here: {', '.join(valid) or '(none)'}."
-            )
+            lines.append(f"  - {key}: unknown key.{hint} Valid keys here: {', '.join(valid) or '(none)'}.")
             continue
         given = e.get("input")
         shown = "" if isinstance(given, dict) else f" (got {given!r})"

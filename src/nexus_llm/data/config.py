@@ -65,7 +65,9 @@ class C4Filter(StrictModel):
     """C4 rules (Raffel et al. 2020): line rules edit the text, document rules drop it."""
 
     enabled: bool = False
-    remove_lines: bool = Field(True, description="apply the line rules (terminal punctuation, words per line, ...)")
+    remove_lines: bool = Field(
+        True, description="apply the line rules (terminal punctuation, words per line, ...)"
+    )
     min_words_per_line: int = 3
     min_sentences: int = 5
     max_word_length: int = 1000
@@ -99,7 +101,9 @@ class NearDedupConfig(StrictModel):
     num_perm: int = Field(120, ge=8, le=1024)
     bands: int = Field(24, ge=1)
     rows: int = Field(5, ge=1)
-    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity that counts as a near-duplicate")
+    threshold: float = Field(
+        0.8, gt=0, le=1, description="Jaccard similarity that counts as a near-duplicate"
+    )
     seed: int = 1
 
     @model_validator(mode="after")
@@ -144,4 +148,6 @@ class DataConfig(StrictModel):
 
     def settings_digest_fields(self) -> dict:
         """The settings that change the output (not the engine or worker count)."""
-        return self.model_dump(include={"text_field", "id_field", "shard_size_mb", "clean", "filters", "dedup"})
+        return self.model_dump(
+            include={"text_field", "id_field", "shard_size_mb", "clean", "filters", "dedup"}
+        )
