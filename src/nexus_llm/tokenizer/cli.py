@@ -2,12 +2,114 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, TypeVar
 
-def train_tokenizer() -> None:
-    """Train a byte-level BPE tokenizer on curated data."""
-    raise NotImplementedError("nexus tokenizer train is not built yet")
+import typer
+
+from nexus_llm.configbase import ConfigError, StrictModel
+from nexus_llm.console import console, progress, table
+
+M = TypeVar("M", bound=StrictModel)
+
+CONFIG_OPT = typer.Option(None, "-c", "--config", help="nexus.yaml with tokenizer:/tokenize: sections.")
 
 
-def tokenize() -> None:
-    """Encode curated documents into packed token shards."""
-    raise NotImplementedError("nexus data tokenize is not built yet")
+def user_error(message: str) -> typer.Exit:
+    """Print a user-facing error (no traceback); raise the returned exit."""
+    console.print(f"[bold red]error[/]: {message}")
+    return typer.Exit(2)
+
+
+def with_overrides(section: M, name: str, **values: Any) -> M:
+    """The config section with the given command-line values (None = not given), validated again."""
+    from pydantic import ValidationError
+
+    from nexus_llm.config import format_validation_error
+
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return section
+    try:
+        return type(section).model_validate({**section.model_dump(), **given})
+    except ValidationError as err:
+        raise ConfigError(
+            format_validation_error(err, f"command-line options ({name})", type(section))
+        ) from None
+
+
+def train_tokenizer(
+    data: str = typer.Argument(
+        ..., help="Curated data directory (local or s3://) from `nexus data prepare`."
+    ),
+    output: str = typer.Option(..., "-o", "--output", help="Tokenizer directory to write (local or s3://)."),
+    config: Path | None = CONFIG_OPT,
+    vocab_size: int | None = typer.Option(None, help="Vocabulary size (overrides tokenizer.vocab_size)."),
+) -> None:
+    """Train a byte-level BPE tokenizer on curated data (loads with AutoTokenizer.from_pretrained)."""
+    from nexus_llm.config import load_config
+    from nexus_llm.tokenizer.bpe import run_tokenizer_train
+
+    cfg = load_config(config).tokenizer
+    cfg = with_overrides(cfg, "tokenizer", vocab_size=vocab_size)
+    with console.status("training BPE tokenizer"):
+        try:
+            manifest = run_tokenizer_train(cfg, data, output)
+        except ValueError as err:
+            raise user_error(str(err)) from None
+    specials = manifest["special_tokens"]
+    console.print(
+        table(
+            f"tokenizer → {output}",
+            ["", "value"],
+            [
+                ["vocabulary", manifest["vocab_size"]],
+                ["documents trained on", manifest["trained_on"]["documents"]],
+                ["bytes trained on", manifest["trained_on"]["bytes"]],
+                *[[f"{k} token", f"{v[0]} = {v[1]}"] for k, v in specials.items()],
+                ["seconds", manifest["seconds"]],
+            ],
+        )
+    )
+
+
+def tokenize(
+    data: str = typer.Argument(
+        ..., help="Curated data directory (local or s3://) from `nexus data prepare`."
+    ),
+    tokenizer: str = typer.Option(
+        ..., "--tokenizer", help="Tokenizer directory from `nexus tokenizer train`."
+    ),
+    output: str = typer.Option(..., "-o", "--output", help="Token directory to write (local or s3://)."),
+    config: Path | None = CONFIG_OPT,
+    val_fraction: float | None = typer.Option(
+        None, help="Validation fraction (overrides tokenize.val_fraction)."
+    ),
+) -> None:
+    """Encode curated documents into packed token shards (EOS after each document) with meta.json."""
+    from nexus_llm.config import load_config
+    from nexus_llm.tokenizer.curated import count_rows, open_curated
+    from nexus_llm.tokenizer.encode import run_tokenize
+
+    cfg = load_config(config).tokenize
+    cfg = with_overrides(cfg, "tokenize", val_fraction=val_fraction)
+    total = count_rows(open_curated(data))
+    with progress() as bar:
+        task = bar.add_task("tokenizing", total=total)
+        try:
+            meta = run_tokenize(cfg, data, tokenizer, output, lambda n: bar.advance(task, n))
+        except ValueError as err:
+            raise user_error(str(err)) from None
+    rows = [
+        [split, s["documents"], s["tokens"], s["bytes"], len(s["files"])]
+        for split, s in meta["splits"].items()
+    ]
+    console.print(
+        table(
+            f"tokens → {output} ({meta['dtype']})", ["split", "documents", "tokens", "bytes", "shards"], rows
+        )
+    )
+    console.print(
+        f"{meta['tokens_per_second']:,.0f} tokens/s, {meta['bytes_per_second'] / 1e6:,.2f} MB/s "
+        f"in {meta['seconds']:.1f} s"
+    )
