@@ -175,6 +175,16 @@ def remove(uri: str, recursive: bool = True) -> None:
         fs.rm(path, recursive=recursive)
 
 
+def move(src: str, dst: str) -> None:
+    """Move a file: a rename locally, copy-then-delete on object stores."""
+    if not is_remote(src) and not is_remote(dst):
+        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+        os.replace(src, dst)
+        return
+    fs, path = get_fs(src)
+    fs.mv(path, get_fs(dst)[1])
+
+
 def listdir(uri: str) -> list[str]:
     """Names (not paths) directly under ``uri``; empty when it does not exist."""
     fs, path = get_fs(uri)
@@ -186,6 +196,11 @@ def listdir(uri: str) -> list[str]:
 def size(uri: str) -> int:
     fs, path = get_fs(uri)
     return int(fs.size(path))
+
+
+def _hidden(relative: str) -> bool:
+    """Whether any component of a path found under a directory is hidden (``.x``) or private (``_x``)."""
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
 
 
 def _unstrip(uri: str, found: str) -> str:
@@ -208,7 +223,8 @@ def expand(inputs: Iterable[str], suffixes: tuple[str, ...] | None = None) -> li
         if _glob.has_magic(item):
             found = [p for p in fs.glob(path) if fs.isfile(p)]
         elif fs.isdir(path):
-            found = [p for p in fs.find(path) if not basename(p).startswith((".", "_"))]
+            root = path.rstrip("/") + "/"
+            found = [p for p in fs.find(path) if not _hidden(p[len(root) :] if p.startswith(root) else p)]
         elif fs.exists(path):
             found = [path]
         else:
@@ -221,6 +237,26 @@ def expand(inputs: Iterable[str], suffixes: tuple[str, ...] | None = None) -> li
         out.extend(_unstrip(item, p) for p in sorted(found))
     seen: set[str] = set()
     return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def fingerprint(uri: str) -> str:
+    """A content identity for a file: xxh3-128 of the bytes locally, the object's ETag remotely.
+
+    Used to decide whether a stage's inputs changed (content, not timestamps).
+    """
+    fs, path = get_fs(uri)
+    if is_remote(uri):
+        info = fs.info(path)
+        tag = info.get("ETag") or info.get("etag") or info.get("checksum") or info.get("md5")
+        if tag:
+            return f"etag:{str(tag).strip(chr(34))}:{info.get('size')}"
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    with fs.open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            h.update(block)
+    return f"xxh3:{h.hexdigest()}"
 
 
 def read_manifest(directory: str) -> dict[str, Any] | None:

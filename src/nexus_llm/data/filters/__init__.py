@@ -1,0 +1,50 @@
+"""Document filters: pure functions of a :class:`DocView` and their settings.
+
+Each filter returns ``None`` to keep the document or a reason string (``"<filter>.<rule>"``, named as
+the setting in ``nexus.yaml`` that caused it) to reject it. Any executor — local processes or Spark
+tasks — calls :func:`apply_filters`, so both engines decide identically.
+"""
+
+from __future__ import annotations
+
+from nexus_llm.data.config import FiltersConfig
+from nexus_llm.data.document import DocView
+from nexus_llm.data.filters.c4 import c4_document_filter, c4_line_filter, count_sentences
+from nexus_llm.data.filters.gopher import gopher_quality_filter, gopher_repetition_filter
+from nexus_llm.data.filters.guide import length_filter, line_break_filter
+
+__all__ = [
+    "apply_filters",
+    "c4_document_filter",
+    "c4_line_filter",
+    "gopher_quality_filter",
+    "gopher_repetition_filter",
+    "length_filter",
+    "line_break_filter",
+]
+
+
+def apply_filters(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | None]:
+    """Run the enabled filters in order: the (possibly edited) view and the first failure, if any."""
+    if not view.text:
+        return view, "clean.empty"
+    if cfg.length.enabled and (reason := length_filter(view, cfg.length)):
+        return view, reason
+    if cfg.line_breaks.enabled and (reason := line_break_filter(view, cfg.line_breaks)):
+        return view, reason
+    if cfg.c4.enabled:
+        if reason := c4_document_filter(view, cfg.c4):
+            return view, reason
+        if cfg.c4.remove_lines:
+            edited = c4_line_filter(view.text, cfg.c4)
+            if edited != view.text:
+                view = DocView(edited)
+            if not view.text:
+                return view, "c4.no_lines_left"
+        if count_sentences(view.text) < cfg.c4.min_sentences:
+            return view, "c4.min_sentences"
+    if cfg.gopher_quality.enabled and (reason := gopher_quality_filter(view, cfg.gopher_quality)):
+        return view, reason
+    if cfg.gopher_repetition.enabled and (reason := gopher_repetition_filter(view, cfg.gopher_repetition)):
+        return view, reason
+    return view, None

@@ -1,0 +1,75 @@
+"""The plan of a ``nexus data prepare`` run: its splits, settings and identity.
+
+The plan is saved under ``OUT/_work/plan.json``. A rerun with the same inputs (by content) and settings
+has the same digest, finds the same plan and reuses every split already done; anything else starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from nexus_llm import storage
+from nexus_llm.data.config import DataConfig
+from nexus_llm.data.readers import SUFFIXES, Split, plan_splits
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class Plan:
+    output: str
+    inputs: list[dict]
+    settings: dict
+    splits: list[Split]
+    digest: str
+    config: DataConfig = field(repr=False)
+
+    @property
+    def work(self) -> str:
+        return storage.join(self.output, "_work")
+
+    def split_dir(self, index: int) -> str:
+        return storage.join(self.work, "splits", f"{index:05d}")
+
+    def final_dir(self, index: int) -> str:
+        return storage.join(self.work, "final", f"{index:05d}")
+
+    def to_dict(self) -> dict:
+        return {
+            "version": PLAN_VERSION,
+            "output": self.output,
+            "inputs": self.inputs,
+            "settings": self.settings,
+            "digest": self.digest,
+            "splits": [s.to_dict() for s in self.splits],
+            "config": self.config.model_dump(mode="json"),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Plan:
+        return cls(
+            output=d["output"],
+            inputs=d["inputs"],
+            settings=d["settings"],
+            splits=[Split.from_dict(s) for s in d["splits"]],
+            digest=d["digest"],
+            config=DataConfig.model_validate(d["config"]),
+        )
+
+
+def digest_of(inputs: list[dict], settings: dict) -> str:
+    blob = json.dumps({"v": PLAN_VERSION, "inputs": inputs, "settings": settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_plan(inputs: list[str], output: str, cfg: DataConfig) -> Plan:
+    """Expand inputs, fingerprint them by content, and cut them into splits."""
+    if not inputs:
+        raise FileNotFoundError("no inputs given: pass files, directories or globs (local or s3://)")
+    files = storage.expand(inputs, SUFFIXES)
+    identities = [{"uri": f, "size": storage.size(f), "fingerprint": storage.fingerprint(f)} for f in files]
+    settings = cfg.settings_digest_fields()
+    splits = plan_splits(files, int(cfg.shard_size_mb * (1 << 20)))
+    return Plan(output, identities, settings, splits, digest_of(identities, settings), cfg)

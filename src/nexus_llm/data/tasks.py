@@ -1,0 +1,261 @@
+"""The two per-split tasks of ``nexus data prepare``, run by any executor (processes or Spark tasks).
+
+``map_split``    read → clean → filter → dedup keys and MinHash signatures, into ``_work/splits/N/``.
+``write_split``  drop the split's duplicates and write its final Parquet into ``_work/final/N/``.
+
+Both are idempotent: a task whose ``done.json`` exists returns its recorded stats without redoing the
+work, and every file is written whole before ``done.json``, so a task killed at any moment is simply
+run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nexus_llm import storage
+from nexus_llm.data.clean import clean_text
+from nexus_llm.data.document import DocView
+from nexus_llm.data.filters import apply_filters
+from nexus_llm.data.minhash import MinHasher, exact_hash
+from nexus_llm.data.plan import Plan
+from nexus_llm.data.readers import Bad, Split, read_split
+
+DONE = "done.json"
+ROWS_PER_GROUP = 8192
+
+DOC_SCHEMA = pa.schema(
+    [
+        ("ordinal", pa.int64()),
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("meta", pa.string()),
+    ]
+)
+REJECTED_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("reason", pa.string()),
+        ("duplicate_of", pa.string()),
+        ("source", pa.string()),
+        ("ordinal", pa.int64()),
+    ]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [("file", pa.string()), ("line", pa.int64()), ("error", pa.string()), ("raw", pa.binary())]
+)
+OUTPUT_SCHEMA = pa.schema(
+    [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("meta", pa.string())]
+)
+
+
+class _Buffered:
+    """A Parquet file written in row groups as rows arrive (memory bounded by one group)."""
+
+    def __init__(self, path: str, schema: pa.Schema):
+        self.path, self.schema, self.rows, self.count = path, schema, [], 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.count += 1
+        if len(self.rows) >= ROWS_PER_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+        self.writer.write_table(pa.Table.from_pylist(self.rows, self.schema))
+        self.rows = []
+
+    def close(self) -> bool:
+        """Finish the file; returns False (and writes nothing) when no row was added."""
+        if self.rows or self.writer is not None:
+            self._flush()
+            self.writer.close()
+        return self.count > 0
+
+
+def ordinal(split_index: int, position: int) -> int:
+    """Global input order: split index in the high bits, position within the split in the low."""
+    return (split_index << 32) | position
+
+
+def is_done(directory: str) -> dict | None:
+    try:
+        return storage.read_json(storage.join(directory, DONE))
+    except FileNotFoundError:
+        return None
+
+
+def _publish(local_dir: str, target_dir: str, stats: dict) -> None:
+    """Copy finished files into the work directory, then the done marker last."""
+    for name in sorted(os.listdir(local_dir)):
+        storage.upload_file_atomic(os.path.join(local_dir, name), storage.join(target_dir, name))
+    storage.write_json_atomic(storage.join(target_dir, DONE), stats)
+
+
+def map_split(plan: Plan, split: Split) -> dict:
+    """Read, clean, filter and fingerprint one split (skipped when already done)."""
+    target = plan.split_dir(split.index)
+    if (done := is_done(target)) is not None:
+        return {**done, "resumed": True}
+    cfg = plan.config
+    started = time.perf_counter()
+    hasher = MinHasher(cfg.dedup.near) if cfg.dedup.near.enabled else None
+    with tempfile.TemporaryDirectory(prefix="nexus-map-") as tmp:
+        docs = _Buffered(os.path.join(tmp, "docs.parquet"), DOC_SCHEMA)
+        rejected = _Buffered(os.path.join(tmp, "rejected.parquet"), REJECTED_SCHEMA)
+        quarantine = _Buffered(os.path.join(tmp, "quarantine.parquet"), QUARANTINE_SCHEMA)
+        ordinals: list[int] = []
+        keys: list[np.ndarray] = []
+        sigs: list[np.ndarray] = []
+        reasons: Counter[str] = Counter()
+        records = chars_in = 0
+        for pos, rec in enumerate(read_split(split, cfg.text_field, cfg.id_field)):
+            records += 1
+            if isinstance(rec, Bad):
+                quarantine.add({"file": rec.file, "line": rec.line, "error": rec.error, "raw": rec.raw})
+                continue
+            chars_in += len(rec.text)
+            o = ordinal(split.index, pos)
+            view, reason = apply_filters(DocView(clean_text(rec.text, cfg.clean)), cfg.filters)
+            if reason is not None:
+                reasons[reason] += 1
+                rejected.add(
+                    {"id": rec.id, "text": rec.text, "reason": reason, "source": rec.source, "ordinal": o}
+                )
+                continue
+            docs.add({"ordinal": o, "id": rec.id, "text": view.text, "source": rec.source, "meta": rec.meta})
+            ordinals.append(o)
+            row = [exact_hash(view.text)]
+            if hasher is not None:
+                sig = hasher.signature(view)
+                sigs.append(sig)
+                row.extend(hasher.band_keys(sig).tolist())
+            keys.append(np.asarray(row, dtype=np.uint64))
+        docs.close()
+        rejected.close()
+        quarantine.close()
+        n_keys = 1 + (cfg.dedup.near.bands if hasher else 0)
+        np.save(os.path.join(tmp, "ordinals.npy"), np.asarray(ordinals, dtype=np.int64))
+        np.save(os.path.join(tmp, "keys.npy"), np.stack(keys) if keys else np.empty((0, n_keys), np.uint64))
+        if hasher is not None:
+            num_perm = cfg.dedup.near.num_perm
+            np.save(
+                os.path.join(tmp, "sigs.npy"), np.stack(sigs) if sigs else np.empty((0, num_perm), np.uint32)
+            )
+        stats = {
+            "split": split.index,
+            "records": records,
+            "candidates": len(ordinals),
+            "removed": dict(reasons),
+            "quarantined": quarantine.count,
+            "bytes": split.size,
+            "chars_in": chars_in,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        _publish(tmp, target, stats)
+    return stats
+
+
+def write_split(plan: Plan, split_index: int, removed: dict[int, tuple[str, str]]) -> dict:
+    """Write a split's survivors, and its rejected documents (filters and duplicates) with reasons.
+
+    ``removed`` maps the ordinals of this split's duplicates to ``(reason, id of the survivor)``.
+    """
+    target = plan.final_dir(split_index)
+    if (done := is_done(target)) is not None:
+        return done
+    source = plan.split_dir(split_index)
+    max_bytes = int(plan.config.shard_size_mb * (1 << 20))
+    with tempfile.TemporaryDirectory(prefix="nexus-write-") as tmp:
+        parts = _PartWriter(tmp, "part", OUTPUT_SCHEMA, max_bytes)
+        rejected = _PartWriter(tmp, "rejected", REJECTED_SCHEMA, max_bytes)
+        kept = 0
+        for batch in _iter_parquet(storage.join(source, "docs.parquet")):
+            for row in batch.to_pylist():
+                hit = removed.get(row["ordinal"])
+                if hit is None:
+                    parts.add({k: row[k] for k in ("id", "text", "source", "meta")})
+                    kept += 1
+                else:
+                    rejected.add(
+                        {
+                            **{k: row[k] for k in ("id", "text", "source", "ordinal")},
+                            "reason": hit[0],
+                            "duplicate_of": hit[1],
+                        }
+                    )
+        for batch in _iter_parquet(storage.join(source, "rejected.parquet")):
+            for row in batch.to_pylist():
+                rejected.add(row)
+        parts.close()
+        rejected.close()
+        quarantine = storage.join(source, "quarantine.parquet")
+        if storage.exists(quarantine):
+            _download(quarantine, os.path.join(tmp, "quarantine-000.parquet"))
+        stats = {"split": split_index, "kept": kept, "files": sorted(os.listdir(tmp))}
+        _publish(tmp, target, stats)
+    return stats
+
+
+class _PartWriter:
+    """Parquet files of at most ``max_bytes`` of text each: ``<prefix>-000.parquet``, ``-001``, ..."""
+
+    def __init__(self, directory: str, prefix: str, schema: pa.Schema, max_bytes: int):
+        self.directory, self.prefix, self.schema, self.max_bytes = directory, prefix, schema, max_bytes
+        self.index, self.bytes = 0, 0
+        self.current: _Buffered | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        size = len(row["text"])
+        if self.current is not None and self.bytes + size > self.max_bytes and self.current.count:
+            self.current.close()
+            self.current, self.bytes = None, 0
+            self.index += 1
+        if self.current is None:
+            name = f"{self.prefix}-{self.index:03d}.parquet"
+            self.current = _Buffered(os.path.join(self.directory, name), self.schema)
+        self.current.add(row)
+        self.bytes += size
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+
+
+def _iter_parquet(uri: str):
+    if not storage.exists(uri):
+        return
+    with storage.open_file(uri, "rb") as fh:
+        yield from pq.ParquetFile(fh).iter_batches(batch_size=ROWS_PER_GROUP)
+
+
+def _download(uri: str, local: str) -> None:
+    with storage.open_file(uri, "rb") as src, open(local, "wb") as dst:
+        while block := src.read(8 << 20):
+            dst.write(block)
+
+
+def load_array(uri: str) -> np.ndarray:
+    """A ``.npy`` from the work directory: memory-mapped when local."""
+    if storage.is_remote(uri):
+        import io
+
+        return np.load(io.BytesIO(storage.read_bytes(uri)))
+    return np.load(uri, mmap_mode="r")
+
+
+def stats_json(stats: dict) -> str:
+    return json.dumps(stats, sort_keys=True)
