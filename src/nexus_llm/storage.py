@@ -221,7 +221,8 @@ def expand(inputs: Iterable[str], suffixes: tuple[str, ...] | None = None) -> li
         item = str(item)
         fs, path = get_fs(item)
         if _glob.has_magic(item):
-            found = [p for p in fs.glob(path) if fs.isfile(p)]
+            # like a shell, '*' does not match hidden files
+            found = [p for p in fs.glob(path) if fs.isfile(p) and not basename(p).startswith(".")]
         elif fs.isdir(path):
             root = path.rstrip("/") + "/"
             found = [p for p in fs.find(path) if not _hidden(p[len(root) :] if p.startswith(root) else p)]
