@@ -1,8 +1,66 @@
-"""``nexus train``."""
+"""``nexus train`` (also ``python -m nexus_llm.train`` for torchrun)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 
-def train() -> None:
-    """Train or fine-tune a model on token shards."""
-    raise NotImplementedError("nexus train is not built yet")
+import typer
+
+from nexus_llm.console import console, table
+
+
+def train(
+    config: Path | None = typer.Option(
+        None, "-c", "--config", help="nexus.yaml (train: section and workspace)."
+    ),
+    tokens: str | None = typer.Option(None, help="Token directory (overrides train.tokens)."),
+    output_dir: str | None = typer.Option(None, "-o", "--output-dir", help="Model directory to export to."),
+    checkpoint_dir: str | None = typer.Option(
+        None, help="Checkpoint directory, local or s3:// (resumed from)."
+    ),
+    run_dir: str | None = typer.Option(None, help="Directory for metrics.jsonl, TensorBoard and loss.png."),
+    workspace: str | None = typer.Option(
+        None, help="Workspace whose tokens/, model/, ... to use by default."
+    ),
+    max_steps: int | None = typer.Option(None, help="Optimizer steps (overrides train.max_steps)."),
+    preset: str | None = typer.Option(None, help="Model size preset (overrides train.preset)."),
+) -> None:
+    """Train or fine-tune a model on token shards; resumes from the latest complete checkpoint."""
+    from nexus_llm.config import load_config
+    from nexus_llm.tokenizer.cli import with_overrides
+    from nexus_llm.train.loop import INTERRUPTED_EXIT_CODE, run_train
+
+    full = load_config(config)
+    cfg = with_overrides(
+        full.train, "train", tokens=tokens, output_dir=output_dir, checkpoint_dir=checkpoint_dir,
+        run_dir=run_dir, max_steps=max_steps, preset=preset,
+    )  # fmt: skip
+    paths = cfg.paths(workspace or full.workspace)
+    seed = cfg.seed if cfg.seed is not None else full.seed
+    summary = run_train(cfg, paths, seed, full.name)
+    if summary.get("interrupted"):
+        raise typer.Exit(INTERRUPTED_EXIT_CODE)
+    last = summary.get("last") or {}
+    rows = [
+        ["steps", summary["step"]],
+        ["tokens seen", summary["tokens_seen"]],
+        ["final loss", last.get("loss")],
+        ["validation loss", last.get("val_loss")],
+        ["tokens/s (last window)", last.get("tokens_per_second")],
+        ["MFU (last window)", f"{100 * last['mfu']:.1f}%" if last.get("mfu") is not None else "n/a"],
+        ["precision", summary["precision"]],
+        ["seconds", summary["seconds"]],
+        ["model", paths.output_dir],
+        ["metrics", paths.run_dir],
+    ]
+    if "files" in summary:  # the main process exported the model
+        console.print(table("training done", ["", "value"], rows))
+
+
+def main() -> None:
+    """``python -m nexus_llm.train [options]``: the same command without the ``nexus`` app around it."""
+    from nexus_llm.cli import main as nexus_main
+
+    sys.argv = [sys.argv[0], "train", *sys.argv[1:]]
+    nexus_main()
