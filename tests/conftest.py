@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from support.seaweed import S3Server, seaweed_s3
 from support.tiny import build_tiny_model, build_tiny_tokenizer
 
 
@@ -30,3 +31,24 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A randomly initialised tiny Llama model directory (config, safetensors, tokenizer files)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> S3Server:
+    """A real S3 endpoint (SeaweedFS) on 127.0.0.1 for the whole session."""
+    with seaweed_s3(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch) -> S3Server:
+    """Point the standard AWS variables (and so s3fs, boto3 and nexus) at the test S3 server."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    from nexus_llm import storage
+
+    storage.configure()
+    import fsspec
+
+    fsspec.filesystem("s3").clear_instance_cache()
+    return s3_server

@@ -70,10 +70,10 @@ def main() -> None:
     try:
         app()
     except ConfigError as err:
-        console.print(f"[bold red]config error[/]: {err}")
+        console.print(f"[bold red]config error[/]: {err}", soft_wrap=True)
         sys.exit(2)
     except FileNotFoundError as err:
-        console.print(f"[bold red]not found[/]: {err}")
+        console.print(f"[bold red]not found[/]: {err}", soft_wrap=True)
         sys.exit(2)
 
 

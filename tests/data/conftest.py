@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from nexus_llm.data import planted
+from nexus_llm.data.config import DataConfig
+from nexus_llm.data.prepare import run_prepare
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "corpus"
 
@@ -27,3 +29,12 @@ def planted_corpus(tmp_path_factory) -> tuple[planted.PlantedCorpus, Path]:
     path = tmp_path_factory.mktemp("planted") / "corpus.jsonl"
     corpus.write(str(path))
     return corpus, path
+
+
+@pytest.fixture(scope="session")
+def prepared(planted_corpus, tmp_path_factory):
+    """The planted corpus curated once by the local engine: (corpus, output dir, manifest)."""
+    corpus, path = planted_corpus
+    out = tmp_path_factory.mktemp("prepared") / "curated"
+    manifest = run_prepare([str(path)], str(out), DataConfig(), workers=2)
+    return corpus, out, manifest

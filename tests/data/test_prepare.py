@@ -9,26 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from nexus_llm import storage
 from nexus_llm.data import planted
 from nexus_llm.data.config import DataConfig
 from nexus_llm.data.prepare import run_prepare
-
-
-def read(out: Path, kind: str = "part") -> list[dict]:
-    m = storage.read_manifest(str(out))
-    return [row for f in m["files"][kind] for row in pq.read_table(out / f).to_pylist()]
-
-
-@pytest.fixture(scope="module")
-def prepared(planted_corpus, tmp_path_factory):
-    corpus, path = planted_corpus
-    out = tmp_path_factory.mktemp("prepared") / "curated"
-    manifest = run_prepare([str(path)], str(out), DataConfig(), workers=2)
-    return corpus, out, manifest
+from support.curated import read
 
 
 def test_planted_problems_are_resolved_and_originals_kept(prepared):
