@@ -1,13 +1,184 @@
-"""``nexus eval MODEL -o EVALDIR`` and ``nexus eval compare A B``."""
+"""``nexus eval MODEL -o EVALDIR`` and ``nexus eval compare A B``.
+
+Both forms live in one Typer group. A group whose callback took MODEL would read ``compare`` as a model
+path, so the group is a small click subclass instead: anything that is not a sub-command name is handed
+to the default ``run`` command (``nexus eval MODEL`` = ``nexus eval run MODEL``).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import click
 import typer
+from rich.markup import escape
+from typer.core import TyperGroup
 
-app = typer.Typer(help="Evaluate a model: perplexity, bits per byte, lm-eval tasks, report.")
+from nexus_llm.configbase import ConfigError
+from nexus_llm.console import console
 
 
-@app.callback(invoke_without_command=True)
-def evaluate() -> None:
-    """Evaluate a model (not built yet)."""
-    raise NotImplementedError("nexus eval is not built yet")
+class _DefaultRunGroup(TyperGroup):
+    """Dispatch ``nexus eval MODEL ...`` to ``run``; ``compare`` (and ``run``) stay sub-commands."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def get_usage(self, ctx: click.Context) -> str:
+        path = ctx.command_path
+        return f"Usage: {path} MODEL -o EVALDIR [OPTIONS]\n       {path} compare A B [OPTIONS]"
+
+
+app = typer.Typer(
+    cls=_DefaultRunGroup,
+    no_args_is_help=True,
+    help="Evaluate a model: held-out perplexity and bits per byte, lm-eval tasks, sample generations, "
+    "and a report.\n\n`nexus eval MODEL -o EVALDIR` evaluates (the `run` command); "
+    "`nexus eval compare A B` puts two evaluations side by side.",
+)
+
+
+def _fail(err: Exception) -> typer.Exit:
+    console.print(f"[bold red]error[/]: {escape(str(err))}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _effective_config(config: Path | None, overrides: dict):
+    """The ``eval:`` section of ``config`` (or the defaults) with command-line values on top."""
+    from pydantic import ValidationError
+
+    from nexus_llm.config import format_validation_error, load_config
+    from nexus_llm.eval.config import EvalConfig
+
+    base = load_config(config).eval.model_dump()
+    given = {k: v for k, v in overrides.items() if v is not None and v != [] and v != {}}
+    try:
+        return EvalConfig.model_validate({**base, **given})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, "eval options", EvalConfig)) from None
+
+
+def _task_data(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, folder = pair.partition("=")
+        if not sep or not name or not folder:
+            raise ConfigError(f"--task-data {pair!r}: use TASK=FOLDER, e.g. --task-data mrpc=data/glue/mrpc")
+        out[name] = folder
+    return out
+
+
+@app.command("run")
+def evaluate(
+    model: str = typer.Argument(..., help="Hugging Face model directory, local or s3://"),
+    output: str = typer.Option(..., "-o", "--output", help="evaluation directory to write (local or s3://)"),
+    config: Path | None = typer.Option(None, "-c", "--config", help="nexus.yaml; its eval: section"),
+    data: str | None = typer.Option(
+        None, "--data", help="held-out data: token directory or curated Parquet (default: MODEL/../tokens)"
+    ),
+    split: str | None = typer.Option(None, "--split", help="split of a token directory (default: val)"),
+    runs: str | None = typer.Option(
+        None, "--runs", help="training run directory with metrics.jsonl (default: MODEL/../runs)"
+    ),
+    perplexity: bool | None = typer.Option(
+        None, "--perplexity/--no-perplexity", help="score the held-out data (default: yes)"
+    ),
+    tasks: list[str] = typer.Option(
+        [], "--task", "-t", help="lm-eval task: built-in name, task YAML, or name in --task-dir (repeat)"
+    ),
+    task_dirs: list[str] = typer.Option([], "--task-dir", help="folder of task YAMLs (repeat)"),
+    task_data: list[str] = typer.Option(
+        [], "--task-data", help="TASK=FOLDER: read a task's split files from a local folder (repeat)"
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="at most N documents, and N examples per task"),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="score at most N held-out tokens"),
+    context_length: int | None = typer.Option(None, "--context-length", help="tokens per window"),
+    stride: int | None = typer.Option(None, "--stride", help="window advance (default: context // 2)"),
+    first_token: str | None = typer.Option(None, "--first-token", help="auto, bos or eos"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="windows (and lm-eval requests) per batch"
+    ),
+    num_fewshot: int | None = typer.Option(None, "--num-fewshot", help="few-shot examples per task"),
+    bootstrap_iters: int | None = typer.Option(
+        None, "--bootstrap-iters", help="bootstrap iterations for stderrs (default: 0)"
+    ),
+    prompts: list[str] = typer.Option([], "--prompt", "-p", help="prompt for a sample generation (repeat)"),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="tokens per sample"),
+    temperature: float | None = typer.Option(None, "--temperature", help="0 = greedy (default: 0)"),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps"),
+    dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16, float16"),
+    seed: int | None = typer.Option(None, "--seed"),
+) -> None:
+    """Evaluate MODEL into EVALDIR: results.json, report.html, manifest.json."""
+    from nexus_llm.eval.errors import EvalError
+    from nexus_llm.eval.run import run_eval
+
+    overrides = {
+        "data": data, "split": split, "runs": runs, "perplexity": perplexity, "tasks": tasks,
+        "task_dirs": task_dirs, "limit": limit, "max_tokens": max_tokens, "context_length": context_length,
+        "stride": stride, "first_token": first_token, "batch_size": batch_size, "num_fewshot": num_fewshot,
+        "bootstrap_iters": bootstrap_iters, "prompts": prompts, "max_new_tokens": max_new_tokens,
+        "temperature": temperature, "device": device, "dtype": dtype, "seed": seed,
+    }  # fmt: skip
+    try:
+        overrides["task_data"] = _task_data(task_data)
+        cfg = _effective_config(config, overrides)
+        manifest = run_eval(cfg, model, output)
+    except (EvalError, ConfigError) as err:
+        raise _fail(err) from None
+    _summary(manifest, output)
+
+
+def _summary(manifest: dict, output: str) -> None:
+    from nexus_llm.console import table
+    from nexus_llm.eval.compare import load_results
+    from nexus_llm.eval.report import fmt
+
+    results = load_results(output)
+    rows = [("perplexity", fmt(results["perplexity"])), ("bits per byte", fmt(results["bits_per_byte"]))]
+    for task, entry in sorted(results["tasks"].items()):
+        rows += [(f"{task} {m}", fmt(v)) for m, v in entry["metrics"].items()]
+    rows.append(("seconds", f"{manifest['seconds']:.1f}"))
+    console.print(table(f"eval → {output}", ["metric", "value"], rows))
+
+
+@app.command("compare")
+def compare_cmd(
+    a: str = typer.Argument(..., help="evaluation directory (or results.json) A"),
+    b: str = typer.Argument(..., help="evaluation directory (or results.json) B"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON on stdout"),
+) -> None:
+    """Two evaluations side by side: A, B, B − A, relative change, and which is better."""
+    from nexus_llm.console import table
+    from nexus_llm.eval.compare import compare, heldout_note, load_results
+    from nexus_llm.eval.errors import EvalError
+    from nexus_llm.eval.report import fmt
+
+    try:
+        ra, rb = load_results(a), load_results(b)
+    except EvalError as err:
+        raise _fail(err) from None
+    rows = compare(ra, rb)
+    if as_json:
+        print(json.dumps({"a": a, "b": b, "rows": rows}, indent=2))
+        return
+    shown = [
+        (
+            r["metric"],
+            fmt(r["a"]),
+            fmt(r["b"]),
+            f"{r['diff']:+.4f}" if r["diff"] is not None else "–",
+            f"{r['rel']:+.1%}" if r["rel"] is not None else "–",
+            r["better"] or "–",
+        )
+        for r in rows
+    ]
+    console.print(table(f"A = {a}\nB = {b}", ["metric", "A", "B", "B − A", "change", "better"], shown))
+    note = heldout_note(ra, rb)
+    if note:
+        console.print(f"[yellow]note[/]: {note}")

@@ -1,0 +1,66 @@
+"""``nexus eval compare A B``: two evaluations side by side, with the difference and which is better."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nexus_llm import storage
+from nexus_llm.eval.errors import EvalError
+
+RESULTS = "results.json"
+
+
+def load_results(uri: str) -> dict[str, Any]:
+    """``results.json`` of an evaluation directory (or the file itself)."""
+    path = uri if uri.endswith(".json") else storage.join(uri, RESULTS)
+    try:
+        results = storage.read_json(path)
+    except FileNotFoundError:
+        raise EvalError(f"{path} not found: pass evaluation directories written by `nexus eval`.") from None
+    except ValueError as err:
+        raise EvalError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(results, dict) or "perplexity" not in results:
+        raise EvalError(f"{path} is not a nexus eval results file (no `perplexity`).")
+    return results
+
+
+def _row(name: str, a: float | None, b: float | None, higher_is_better: bool | None) -> dict[str, Any]:
+    diff = rel = better = None
+    if a is not None and b is not None:
+        diff = b - a
+        rel = diff / abs(a) if a else None
+        if higher_is_better is not None:
+            better = "=" if diff == 0 else ("B" if (diff > 0) == higher_is_better else "A")
+    return {"metric": name, "a": a, "b": b, "diff": diff, "rel": rel, "better": better}
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for the held-out figures and every task metric found in either result."""
+    rows = [
+        _row("perplexity", a.get("perplexity"), b.get("perplexity"), False),
+        _row("bits_per_byte", a.get("bits_per_byte"), b.get("bits_per_byte"), False),
+    ]
+    ta, tb = a.get("tasks", {}) or {}, b.get("tasks", {}) or {}
+    for task in sorted(set(ta) | set(tb)):
+        ea, eb = ta.get(task, {}), tb.get(task, {})
+        metrics = dict.fromkeys([*ea.get("metrics", {}), *eb.get("metrics", {})])
+        for metric in metrics:
+            hib = {**eb.get("higher_is_better", {}), **ea.get("higher_is_better", {})}.get(metric, True)
+            va, vb = ea.get("metrics", {}).get(metric), eb.get("metrics", {}).get(metric)
+            rows.append(_row(f"{task} {metric}", va, vb, hib))
+    return rows
+
+
+def heldout_note(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """A warning when the two perplexities were not measured on the same held-out data."""
+    ha, hb = a.get("heldout") or {}, b.get("heldout") or {}
+    if not ha or not hb:
+        return None
+    same = ha.get("digest") == hb.get("digest") and ha.get("tokens_predicted") == hb.get("tokens_predicted")
+    if same:
+        return None
+    return (
+        "the held-out data differ (source, limit or tokenizer): compare bits per byte, not perplexity"
+        if ha.get("bytes") != hb.get("bytes")
+        else "the held-out text is the same but the tokens differ: compare bits per byte, not perplexity"
+    )

@@ -1,0 +1,162 @@
+"""The evaluation stage as a library function: ``run_eval(config, model, output) -> manifest``.
+
+The model is loaded once and shared by the perplexity pass, lm-eval (through ``HFLM``) and the sample
+generations. Outputs: ``results.json`` and ``report.html``, then ``manifest.json`` last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import posixpath
+import time
+from typing import Any
+
+from nexus_llm import __version__, storage
+from nexus_llm.console import console, progress
+from nexus_llm.eval.config import EvalConfig
+from nexus_llm.eval.errors import EvalError
+
+RESULTS = "results.json"
+REPORT = "report.html"
+
+
+def beside_model(model_uri: str, name: str, marker: str) -> str | None:
+    """``<workspace>/<name>`` when the model sits in a workspace (``<workspace>/model``) that has it."""
+    model_uri = str(model_uri).rstrip("/")
+    if storage.is_remote(model_uri):
+        candidate = posixpath.join(posixpath.dirname(model_uri), name)
+    else:
+        candidate = os.path.join(os.path.dirname(os.path.abspath(model_uri)), name)  # keep symlinks
+    return candidate if storage.exists(storage.join(candidate, marker)) else None
+
+
+def context_token(tokenizer, first_token: str) -> tuple[str, int]:
+    """The token a document is scored after (see ``perplexity`` module docstring)."""
+    bos = tokenizer.bos_token_id
+    if first_token == "auto":
+        adds_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+        first_token = "bos" if adds_bos else "eos"
+    if first_token == "bos":
+        if bos is None:
+            raise EvalError("first_token is 'bos' but the tokenizer has no BOS token; use 'eos' or 'auto'.")
+        return "bos", bos
+    return "eos", tokenizer.eos_token_id
+
+
+def heldout_scores(model, tokenizer, cfg: EvalConfig, data_uri: str) -> dict[str, Any]:
+    """Perplexity and bits per byte of the held-out documents, with what was scored and how."""
+    from nexus_llm.eval.data import load_heldout
+    from nexus_llm.eval.model import context_length
+    from nexus_llm.eval.perplexity import plan_windows, score_documents, with_context
+
+    model_ctx = context_length(model, tokenizer)
+    ctx = cfg.context_length or model_ctx
+    if ctx > model_ctx:
+        raise EvalError(f"context_length {ctx} is longer than the model's {model_ctx} positions.")
+    stride = cfg.stride or max(ctx // 2, 1)
+    if stride >= ctx:
+        raise EvalError(f"stride {stride} must be smaller than the context length {ctx}.")
+    name, ctx_id = context_token(tokenizer, cfg.first_token)
+    held = load_heldout(data_uri, tokenizer, cfg.split, cfg.limit, cfg.max_tokens)
+    if not held.documents or held.bytes == 0:
+        raise EvalError(f"{data_uri} holds no held-out text to score.")
+    n_windows = sum(len(plan_windows(len(with_context(d, ctx_id)), ctx, stride)) for d in held.documents)
+    start = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task("perplexity", total=n_windows)
+        scores = score_documents(
+            model,
+            held.documents,
+            ctx_id,
+            ctx,
+            stride,
+            cfg.batch_size,
+            tokenizer.pad_token_id,
+            on_batch=lambda n: bar.advance(task, n),
+        )
+    seconds = time.perf_counter() - start
+    return {
+        "perplexity": scores.perplexity,
+        "bits_per_byte": scores.bits_per_byte(held.bytes),
+        "heldout": {
+            "source": held.source,
+            "kind": held.kind,
+            "split": held.info.get("split"),
+            "digest": held.digest,
+            "complete": held.complete,
+            "documents": len(held.documents),
+            "tokens_predicted": scores.tokens,
+            "bytes": held.bytes,
+            "bytes_source": held.bytes_source,
+            "nll_nats": scores.nll,
+            "mean_document_perplexity": scores.mean_document_perplexity,
+            "context_length": ctx,
+            "stride": stride,
+            "windows": n_windows,
+            "first_token": name,
+            "context_token_id": ctx_id,
+            "seconds": seconds,
+            "tokens_per_second": scores.tokens / max(seconds, 1e-9),
+        },
+    }
+
+
+def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]:
+    """Evaluate ``model_uri`` into ``output_uri``; returns the manifest (written last)."""
+    from nexus_llm.eval.generate import generate_samples
+    from nexus_llm.eval.harness import run_tasks
+    from nexus_llm.eval.model import load_model, local_model_dir, model_digest
+    from nexus_llm.eval.report import read_training_log, render_report, training_summary
+
+    started = time.perf_counter()
+    local_model_dir(model_uri)  # a wrong model path is reported before anything else
+    data_uri = cfg.data or beside_model(model_uri, "tokens", "meta.json")
+    if cfg.perplexity and data_uri is None:
+        raise EvalError(
+            "no held-out data: pass --data with a token directory (`nexus data tokenize`) or curated "
+            "Parquet data, or --no-perplexity to skip perplexity."
+        )
+    runs_uri = cfg.runs or beside_model(model_uri, "runs", "metrics.jsonl")
+    console.print(f"[bold]eval[/] loading {model_uri}")
+    model, tokenizer, local, device = load_model(model_uri, cfg.device, cfg.dtype)
+    results: dict[str, Any] = {"perplexity": None, "bits_per_byte": None, "heldout": None}
+    if cfg.perplexity:
+        results.update(heldout_scores(model, tokenizer, cfg, data_uri))
+    results["tasks"] = {}
+    if cfg.tasks:
+        console.print(f"[bold]eval[/] lm-eval tasks: {', '.join(cfg.tasks)}")
+        results["tasks"] = run_tasks(model, tokenizer, cfg, limit=cfg.limit)
+    results["samples"] = generate_samples(
+        model, tokenizer, cfg.prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed
+    )
+    training_log = read_training_log(runs_uri) if runs_uri else None
+    results.update(
+        model=str(model_uri),
+        model_digest=model_digest(local),
+        device=device,
+        training=training_summary(training_log),
+        settings={**cfg.model_dump(), "data": data_uri, "runs": runs_uri},
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        nexus_version=__version__,
+        seconds=time.perf_counter() - started,
+    )
+    storage.write_json_atomic(storage.join(output_uri, RESULTS), results)
+    storage.write_text_atomic(storage.join(output_uri, REPORT), render_report(results, training_log))
+    manifest = {
+        "stage": "eval",
+        "model": str(model_uri),
+        "model_digest": results["model_digest"],
+        "data": data_uri,
+        "data_digest": (results["heldout"] or {}).get("digest"),
+        "runs": runs_uri,
+        "settings": cfg.model_dump(),
+        "outputs": [RESULTS, REPORT],
+        "perplexity": results["perplexity"],
+        "bits_per_byte": results["bits_per_byte"],
+        "tasks": sorted(results["tasks"]),
+        "seconds": results["seconds"],
+        "created": results["created"],
+    }
+    storage.write_manifest(output_uri, manifest)
+    return manifest
