@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from support.curated import story_texts, write_curated
+from support.stories import story_texts, write_curated
 
 TINY_LLAMA = {
     "hidden_size": 32,

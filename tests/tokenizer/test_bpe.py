@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from nexus_llm.tokenizer.bpe import load_encoder, run_tokenizer_train
 from nexus_llm.tokenizer.config import TokenizerConfig
-from support.curated import story_texts, write_curated
+from support.stories import story_texts, write_curated
 from support.tiny import TINY_TEXTS
 
 

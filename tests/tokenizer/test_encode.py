@@ -13,7 +13,7 @@ from nexus_llm.tokenizer import shards
 from nexus_llm.tokenizer.bpe import run_tokenizer_train
 from nexus_llm.tokenizer.config import TokenizeConfig, TokenizerConfig
 from nexus_llm.tokenizer.encode import run_tokenize
-from support.curated import story_texts, write_curated
+from support.stories import story_texts, write_curated
 
 TRICKY = ["a document that says <|eos|> in its text", "Ünïcödé ✓ 🙂 and\nnewlines", ""]
 
