@@ -68,7 +68,9 @@ def paragraphs_of(texts: Iterable[str], min_words: int = 20) -> list[str]:
 
 
 def _record(doc_id: str, text: str, category: str, ref: str | None = None) -> bytes:
-    meta = {"planted": category, **({"ref": ref} if ref else {})}
+    # meta.doc repeats the id so that outputs which drop ids (the guide's job keeps only text and
+    # meta) can still be scored.
+    meta = {"planted": category, "doc": doc_id, **({"ref": ref} if ref else {})}
     return json.dumps({"id": doc_id, "text": text, "meta": meta}, ensure_ascii=False).encode("utf-8")
 
 
@@ -169,14 +171,21 @@ def build(
 
 
 def score(corpus: PlantedCorpus, kept_ids: Iterable[str]) -> dict[str, float]:
-    """Fractions: duplicate pairs resolved to one survivor, junk removed, originals kept."""
+    """Fractions: duplicate pairs resolved to one survivor, junk removed, originals kept.
+
+    A duplicate pair is judged where at least one of its two documents survived: when a quality
+    filter removed the original and its copy alike, deduplication had nothing left to decide (those
+    pairs are counted under ``*_filtered``).
+    """
     kept = set(kept_ids)
     result: dict[str, float] = {}
     for kind in ("exact", "near"):
         pairs = [(c, r) for c, r in corpus.ref.items() if corpus.category[c] == kind]
-        resolved = sum(1 for c, r in pairs if (c in kept) + (r in kept) == 1)
+        survivors = [(c in kept) + (r in kept) for c, r in pairs]
+        judged = [s for s in survivors if s > 0]
         result[f"{kind}_pairs"] = len(pairs)
-        result[f"{kind}_resolved"] = resolved / len(pairs) if pairs else 1.0
+        result[f"{kind}_filtered"] = len(pairs) - len(judged)
+        result[f"{kind}_resolved"] = sum(1 for s in judged if s == 1) / len(judged) if judged else 1.0
     junk = [i for i, c in corpus.category.items() if c in JUNK_KINDS]
     result["junk"] = len(junk)
     result["junk_removed"] = sum(1 for i in junk if i not in kept) / len(junk) if junk else 1.0

@@ -1,0 +1,128 @@
+"""Benchmark: the guide's Glue job against ``nexus data prepare`` (local and Spark engines).
+
+Builds a corpus of at least 100,000 documents deterministically from the bundled example corpus, with
+planted exact duplicates, near-duplicates, junk and malformed lines (``nexus_llm.data.planted``), then
+runs on the same file, one after the other on the same machine:
+
+  1. the guide's Glue job (``../shared/baselines/seed_glue_job.py``) on Spark ``local[2]``;
+  2. ``nexus data prepare --engine local --workers 2``;
+  3. ``nexus data prepare --engine spark --spark-master local[2]``.
+
+Each is timed as a user runs it (a fresh process, JVM start-up included) and scored against the
+planted answers. Results are printed as a table and written to ``.bench/data_prepare.json``.
+
+    python benchmarks/data_prepare.py            # 100,000 originals (~115,000 records)
+    python benchmarks/data_prepare.py --small    # 5,000 originals, for a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from nexus_llm.data import planted  # noqa: E402
+
+BASELINE = ROOT.parent / "shared" / "baselines" / "seed_glue_job.py"
+
+
+def example_paragraphs() -> list[str]:
+    texts = []
+    for f in sorted((ROOT / "examples" / "corpus").glob("*.jsonl.gz")):
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            texts.extend(json.loads(line)["text"] for line in fh)
+    return planted.paragraphs_of(texts)
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def baseline_kept(out: Path) -> list[str]:
+    table = pq.read_table(out)
+    return [m["doc"] for m in table.column("meta").to_pylist() if m]
+
+
+def nexus_kept(out: Path) -> tuple[list[str], int]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    ids = [i for f in manifest["files"]["part"] for i in pq.read_table(out / f).column("id").to_pylist()]
+    return ids, manifest["quarantined"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--originals", type=int, default=100_000)
+    ap.add_argument("--small", action="store_true", help="5,000 originals")
+    ap.add_argument("--workdir", default=str(ROOT / ".bench" / "data_prepare"))
+    ap.add_argument("--skip", nargs="*", default=[], choices=["baseline", "local", "spark"])
+    args = ap.parse_args()
+    n = 5_000 if args.small else args.originals
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    corpus = planted.build(example_paragraphs(), originals=n, seed=42)
+    data = work / "corpus.jsonl"
+    corpus.write(str(data))
+    counts = corpus.counts()
+    print(
+        f"corpus: {len(corpus.lines):,} records, {data.stat().st_size / 1e6:.0f} MB; planted {dict(counts)}"
+    )
+
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    nexus = [sys.executable, "-m", "nexus_llm.cli", "data", "prepare", str(data)]
+    runs = {
+        "guide Glue job (Spark local[2])": ("baseline", [sys.executable, str(BASELINE), str(data), str(work / "baseline"), "--master", "local[2]"]),
+        "nexus local (2 workers)": ("local", [*nexus, "-o", str(work / "local"), "--workers", "2"]),
+        "nexus spark (local[2])": ("spark", [*nexus, "-o", str(work / "spark"), "--engine", "spark", "--spark-master", "local[2]"]),
+    }  # fmt: skip
+    results = []
+    for label, (key, cmd) in runs.items():
+        if key in args.skip:
+            continue
+        seconds = timed(cmd, env)
+        if key == "baseline":
+            kept, quarantined = baseline_kept(work / "baseline"), 0
+        else:
+            kept, quarantined = nexus_kept(work / key)
+        score = planted.score(corpus, kept)
+        results.append(
+            {"run": label, "key": key, "seconds": round(seconds, 2), "docs_per_second": round(len(corpus.lines) / seconds, 1),
+             "kept": len(kept), "quarantined": quarantined, **score}
+        )  # fmt: skip
+        print(f"{label}: {seconds:.1f} s")
+
+    base = next((r for r in results if r["key"] == "baseline"), None)
+    print()
+    print(
+        f"| run | seconds | docs/s | vs guide | exact pairs resolved | near pairs resolved | junk removed | originals kept | malformed quarantined (of {corpus.malformed}) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        ratio = f"{base['seconds'] / r['seconds']:.2f}x" if base else "-"
+        print(f"| {r['run']} | {r['seconds']:.1f} | {r['docs_per_second']:,.0f} | {ratio} | {r['exact_resolved']:.1%} | "
+              f"{r['near_resolved']:.1%} | {r['junk_removed']:.1%} | {r['originals_kept']:.1%} | {r['quarantined']} |")  # fmt: skip
+    meta = {"records": len(corpus.lines), "planted": dict(counts), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "python": platform.python_version(), "results": results}  # fmt: skip
+    (work.parent / "data_prepare.json").write_text(json.dumps(meta, indent=2))
+
+
+if __name__ == "__main__":
+    main()
