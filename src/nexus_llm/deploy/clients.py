@@ -1,0 +1,50 @@
+"""The one seam for AWS: every boto3 client of ``nexus aws`` comes from :class:`AwsClients`.
+
+The endpoint comes from ``aws.endpoint_url`` in ``nexus.yaml`` or, when that is unset, from boto3's own
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` variables, so tests point every client at moto's
+server on 127.0.0.1 and users can point them at LocalStack, without a code path of their own.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from nexus_llm.configbase import ConfigError
+
+
+class AwsClients:
+    """Cached boto3 clients for one region and (optional) endpoint."""
+
+    def __init__(self, region: str, endpoint_url: str | None = None) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+
+    @classmethod
+    def from_config(cls, aws_cfg: Any) -> AwsClients:
+        return cls(aws_cfg.region, aws_cfg.endpoint_url)
+
+    @functools.cache  # noqa: B019 - one client per service for the life of this object
+    def client(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        kwargs: dict[str, Any] = {"region_name": self.region}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        # path-style S3 addressing works with any endpoint (an IP address has no bucket sub-domains)
+        config = Config(retries={"mode": "standard", "max_attempts": 5}, s3={"addressing_style": "path"})
+        return boto3.session.Session().client(service, config=config, **kwargs)
+
+    def account_id(self) -> str:
+        """The caller's account id (STS); a clear error when no credentials are configured."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client("sts").get_caller_identity()["Account"]
+        except (BotoCoreError, ClientError) as err:
+            raise ConfigError(
+                f"cannot reach AWS to learn the account id ({err}). Configure credentials "
+                "(AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or set aws.bucket_suffix "
+                "in nexus.yaml to render without them."
+            ) from None
