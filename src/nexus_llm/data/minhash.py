@@ -54,7 +54,7 @@ class MinHasher:
 
     def signature(self, view: DocView) -> np.ndarray:
         """``num_perm`` uint32 minimum hash values (all 0xFFFFFFFF for a document without words)."""
-        x = np.unique(self.shingles(view))
+        x = self.shingles(view)  # repeated shingles cannot change a minimum: no need to dedupe them
         sig = np.full(self.cfg.num_perm, _EMPTY, dtype=np.uint32)
         for i in range(0, len(x), _BLOCK):
             # In-place steps: several times faster than chained expressions with temporaries.

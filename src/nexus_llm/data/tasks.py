@@ -25,7 +25,7 @@ from nexus_llm import storage
 from nexus_llm.data.clean import clean_text
 from nexus_llm.data.document import DocView
 from nexus_llm.data.filters import apply_filters
-from nexus_llm.data.minhash import MinHasher, exact_hash
+from nexus_llm.data.minhash import MinHasher, band_keys, exact_hash
 from nexus_llm.data.plan import Plan
 from nexus_llm.data.readers import Bad, Split, read_split
 
@@ -118,7 +118,7 @@ def map_split(plan: Plan, split: Split) -> dict:
         rejected = _Buffered(os.path.join(tmp, "rejected.parquet"), REJECTED_SCHEMA)
         quarantine = _Buffered(os.path.join(tmp, "quarantine.parquet"), QUARANTINE_SCHEMA)
         ordinals: list[int] = []
-        keys: list[np.ndarray] = []
+        exact: list[int] = []
         sigs: list[np.ndarray] = []
         reasons: Counter[str] = Counter()
         records = chars_in = 0
@@ -138,23 +138,21 @@ def map_split(plan: Plan, split: Split) -> dict:
                 continue
             docs.add({"ordinal": o, "id": rec.id, "text": view.text, "source": rec.source, "meta": rec.meta})
             ordinals.append(o)
-            row = [exact_hash(view.text)]
+            exact.append(exact_hash(view.text))
             if hasher is not None:
-                sig = hasher.signature(view)
-                sigs.append(sig)
-                row.extend(hasher.band_keys(sig).tolist())
-            keys.append(np.asarray(row, dtype=np.uint64))
+                sigs.append(hasher.signature(view))
         docs.close()
         rejected.close()
         quarantine.close()
-        n_keys = 1 + (cfg.dedup.near.bands if hasher else 0)
-        np.save(os.path.join(tmp, "ordinals.npy"), np.asarray(ordinals, dtype=np.int64))
-        np.save(os.path.join(tmp, "keys.npy"), np.stack(keys) if keys else np.empty((0, n_keys), np.uint64))
+        # Key columns: 0 is the exact key, 1..bands the LSH band keys (computed for the whole split at once).
+        keys = np.asarray(exact, dtype=np.uint64).reshape(-1, 1)
         if hasher is not None:
-            num_perm = cfg.dedup.near.num_perm
-            np.save(
-                os.path.join(tmp, "sigs.npy"), np.stack(sigs) if sigs else np.empty((0, num_perm), np.uint32)
-            )
+            near = cfg.dedup.near
+            sig_matrix = np.stack(sigs) if sigs else np.empty((0, near.num_perm), np.uint32)
+            np.save(os.path.join(tmp, "sigs.npy"), sig_matrix)
+            keys = np.concatenate([keys, band_keys(sig_matrix, near.bands, near.rows)], axis=1)
+        np.save(os.path.join(tmp, "ordinals.npy"), np.asarray(ordinals, dtype=np.int64))
+        np.save(os.path.join(tmp, "keys.npy"), keys)
         stats = {
             "split": split.index,
             "records": records,

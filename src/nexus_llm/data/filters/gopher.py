@@ -65,15 +65,17 @@ def top_ngram_char_fraction(view: DocView, n: int) -> float:
     """Characters in the most frequent word n-gram (all its occurrences) over all word characters."""
     hashes = view.ngram_hashes(n)
     total = int(view.word_lengths.sum())
-    if len(hashes) == 0 or total == 0:
+    if len(hashes) < 2 or total == 0:
         return 0.0
-    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    # Run lengths of the sorted hashes: leaner than np.unique, which this loop calls per document.
+    s = np.sort(hashes)
+    bounds = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1], [True])))
+    counts = np.diff(bounds)
     best = int(np.argmax(counts))
     if counts[best] < 2:
         return 0.0
-    start = int(first[best])
-    chars = int(view.word_lengths[start : start + n].sum())
-    return chars * int(counts[best]) / total
+    start = int(np.argmax(hashes == s[bounds[best]]))
+    return int(view.word_lengths[start : start + n].sum()) * int(counts[best]) / total
 
 
 def duplicate_ngram_char_fraction(view: DocView, n: int) -> float:
@@ -83,14 +85,15 @@ def duplicate_ngram_char_fraction(view: DocView, n: int) -> float:
     total = int(lengths.sum())
     if len(hashes) < 2 or total == 0:
         return 0.0
-    _, first = np.unique(hashes, return_index=True)
-    repeated = np.ones(len(hashes), dtype=bool)
-    repeated[first] = False
-    if not repeated.any():
+    # A stable sort keeps equal hashes in document order: every element of a run but its first is a
+    # repeated occurrence.
+    order = np.argsort(hashes, kind="stable")
+    s = hashes[order]
+    starts = order[1:][s[1:] == s[:-1]]
+    if len(starts) == 0:
         return 0.0
     # Mark the words each repeated occurrence covers (a difference array, then a running sum).
     cover = np.zeros(len(lengths) + 1, dtype=np.int64)
-    starts = np.flatnonzero(repeated)
     np.add.at(cover, starts, 1)
     np.add.at(cover, starts + n, -1)
     covered = np.cumsum(cover[:-1]) > 0
