@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -102,6 +103,8 @@ def _deploy_one(clients, names, concern, body, total, poll_s, timeout_s, progres
     if existing is None:
         cf.create_stack(**args, OnFailure="ROLLBACK")
         action = "created"
+    elif _same_template(cf, name, body) and not existing["StackStatus"].endswith(IN_PROGRESS):
+        return StackResult(concern, name, "unchanged", existing["StackStatus"], outputs_of(existing))
     else:
         try:
             cf.update_stack(**args)
@@ -114,6 +117,17 @@ def _deploy_one(clients, names, concern, body, total, poll_s, timeout_s, progres
     stack = _wait(clients, name, "create" if action == "created" else "update", total, poll_s, timeout_s,
                   progress, concern)  # fmt: skip
     return StackResult(concern, name, action, stack["StackStatus"], outputs_of(stack))
+
+
+def _same_template(cf: Any, name: str, body: str) -> bool:
+    """Whether the deployed template equals ``body`` (compared as JSON, whatever its formatting)."""
+    deployed = cf.get_template(StackName=name)["TemplateBody"]
+    if isinstance(deployed, str):
+        try:
+            deployed = json.loads(deployed)
+        except json.JSONDecodeError:
+            return False
+    return json.loads(json.dumps(deployed)) == json.loads(body)
 
 
 def destroy_stacks(

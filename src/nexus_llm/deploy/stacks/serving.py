@@ -168,12 +168,10 @@ def _load_balancer(cfg: NexusConfig, names: ResourceNames, sg) -> elb.LoadBalanc
         LoadBalancerAttributes=[elb.LoadBalancerAttributes(Key=k, Value=v) for k, v in attrs.items()],
         Tags=tags(names, CONCERN),
     )
-    return checkov_skip(
-        lb,
-        ("CKV_AWS_150", "`nexus aws destroy` must be able to delete the stack; the ALB holds no data"),
-        ("CKV2_AWS_28", "WAF is an extra paid service; the API authenticates every request with API keys "
-                        "and sheds overload with 429. Attach a web ACL to this ALB if you need one"),
-    )  # fmt: skip
+    # No deletion protection: `nexus aws destroy` must be able to delete the stack, and the ALB holds no
+    # data. No WAF by default (a paid extra): every request is authenticated by API key and overload is
+    # shed with 429; attach a web ACL to this ALB if you need one.
+    return lb
 
 
 def _target_group(names: ResourceNames) -> elb.TargetGroup:
@@ -210,7 +208,6 @@ def _listeners(t, cfg: NexusConfig, alb, tg) -> list:
             ("CKV_AWS_2", "no aws.serving.certificate_arn is configured; set one to get HTTPS on 443 "
                           "with HTTP redirected to it (API keys then never cross the internet in clear)"),
             ("CKV_AWS_103", "TLS applies to the HTTPS listener, which needs aws.serving.certificate_arn"),
-            ("CKV2_AWS_20", "the HTTP-to-HTTPS redirect needs aws.serving.certificate_arn"),
         )  # fmt: skip
         return [t.add_resource(http)]
     https = t.add_resource(

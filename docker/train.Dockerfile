@@ -1,0 +1,41 @@
+# Training image for SageMaker: `python -m nexus_llm.train.sagemaker` (SageMaker runs `<image> train`;
+# the entrypoint ignores that argument). It reads the channels under /opt/ml/input/data, the
+# hyperparameters in /opt/ml/input/config/hyperparameters.json, writes the model to /opt/ml/model
+# (SM_MODEL_DIR) and checkpoints to /opt/ml/checkpoints, which SageMaker syncs with CheckpointConfig.S3Uri.
+#
+#   docker build -f docker/train.Dockerfile -t <account>.dkr.ecr.<region>.amazonaws.com/<project>/train:0.1.0 .
+#
+# torch's PyPI wheels for Linux carry CUDA; the GPU driver comes from the SageMaker host.
+# The base image is pinned by exact version; pin it by digest too when you mirror it.
+
+# checkov:skip=CKV_DOCKER_2: a training job is a batch process with no port to probe; SageMaker watches the process exit code
+FROM python:3.11.13-slim-bookworm AS build
+ARG TORCH_INDEX_URL=https://pypi.org/simple
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md ./
+COPY src ./src
+RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0 \
+ && pip install -c constraints.txt . \
+ && find /opt/venv -name "__pycache__" -prune -exec rm -rf {} +
+
+FROM python:3.11.13-slim-bookworm
+LABEL org.opencontainers.image.title="nexus-llm train"
+RUN groupadd --system --gid 1000 nexus \
+ && useradd --system --uid 1000 --gid nexus --create-home --home-dir /home/nexus nexus \
+ && mkdir -p /opt/ml/input/data /opt/ml/input/config /opt/ml/model /opt/ml/output/data \
+             /opt/ml/checkpoints /opt/ml/code \
+ && chown -R nexus:nexus /opt/ml
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HOME=/tmp/hf \
+    HF_HUB_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false \
+    SM_MODEL_DIR=/opt/ml/model
+USER 1000:1000
+WORKDIR /opt/ml/code
+ENTRYPOINT ["python", "-m", "nexus_llm.train.sagemaker"]
