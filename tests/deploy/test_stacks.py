@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from nexus_llm.deploy.render import render_templates
 
 pytestmark = pytest.mark.aws
 
+REPO = Path(__file__).resolve().parents[2]
 SUFFIX = "t3st5uffix"
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0b5e-example"
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nexus-api-keys-AbCdEf"
@@ -89,20 +91,28 @@ def test_cfn_lint_finds_nothing(rendered, cfn_lint_bin):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_checkov_passes_offline_and_every_skip_says_why(rendered, checkov_bin):
+def test_checkov_passes_offline_and_every_skip_says_why(rendered, checkov_bin, tmp_path):
+    """One checkov run (it takes seconds to start) over both variants' templates and the Dockerfiles."""
+    scan = tmp_path / "scan"
+    shutil.copytree(rendered, scan / "templates")
+    shutil.copytree(REPO / "docker", scan / "docker")
     proc = subprocess.run(
-        [checkov_bin, "-d", str(rendered), "--framework", "cloudformation", "--skip-download", "-o", "json"],
-        capture_output=True, text=True, timeout=180, cwd=rendered,
+        [checkov_bin, "-d", str(scan), "--framework", "cloudformation", "dockerfile", "--skip-download", "-o", "json"],
+        capture_output=True, text=True, timeout=180, cwd=scan,
     )  # fmt: skip
-    report = json.loads(proc.stdout)
-    report = report[0] if isinstance(report, list) else report
-    summary = report["summary"]
-    failed = [(c["check_id"], c["resource"], c["file_path"]) for c in report["results"]["failed_checks"]]
-    assert summary["failed"] == 0 and not failed, failed
-    assert summary["parsing_errors"] == 0
-    assert summary["passed"] > 150  # every template of both variants was actually scanned
-    for check in report["results"]["skipped_checks"]:
-        assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
+    reports = json.loads(proc.stdout)
+    reports = {r["check_type"]: r for r in (reports if isinstance(reports, list) else [reports])}
+    assert set(reports) == {"cloudformation", "dockerfile"}
+    for kind, report in reports.items():
+        summary = report["summary"]
+        failed = [(c["check_id"], c["resource"], c["file_path"]) for c in report["results"]["failed_checks"]]
+        assert summary["failed"] == 0 and not failed, (kind, failed)
+        assert summary["parsing_errors"] == 0
+        for check in report["results"]["skipped_checks"]:
+            assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
+    # every template of both variants and both Dockerfiles were actually scanned
+    assert reports["cloudformation"]["summary"]["passed"] > 150
+    assert reports["dockerfile"]["summary"]["passed"] > 50
     assert proc.returncode == 0
 
 

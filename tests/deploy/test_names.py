@@ -1,0 +1,51 @@
+"""Names: a stable bucket suffix, S3 limits respected, and the Glue entry's argument mapping."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nexus_llm.config import parse_config
+from nexus_llm.data.spark_job import parse_args as spark_job_args
+from nexus_llm.deploy.glue_entry import spark_job_argv
+from nexus_llm.deploy.names import ResourceNames, derive_suffix
+from nexus_llm.deploy.train_job import job_name, parse_overrides
+
+
+def test_suffix_is_stable_and_differs_per_account_region_and_project():
+    a = derive_suffix("111111111111", "us-east-1", "nexus")
+    assert a == derive_suffix("111111111111", "us-east-1", "nexus") and len(a) == 10
+    assert len({a, derive_suffix("222222222222", "us-east-1", "nexus"), derive_suffix("111111111111", "eu-west-1", "nexus"),
+                derive_suffix("111111111111", "us-east-1", "other")}) == 4  # fmt: skip
+
+
+def test_pinned_suffix_needs_no_aws_and_names_fit_s3_limits():
+    cfg = parse_config({"name": "My Run_1", "aws": {"project": "a" * 20, "bucket_suffix": "z" * 16}})
+    names = ResourceNames.resolve(cfg.aws, cfg.name)
+    assert len(names.bucket("models")) <= 63
+    assert names.run_name == "my-run-1"
+    assert names.checkpoints_uri() == f"s3://{'a' * 20}-models-{'z' * 16}/checkpoints/my-run-1/"
+    assert len(job_name(names)) <= 63
+
+
+def test_glue_arguments_become_the_spark_job_command_line():
+    glue_argv = ["--JOB_ID", "j_1", "--TempDir", "s3://b/tmp/", "--nexus-inputs", json.dumps(["s3://b/raw/a", "s3://b/raw/b"]),
+                 "--nexus-output", "s3://b/curated/x/", "--enable-metrics", "true"]  # fmt: skip
+    args = spark_job_args(spark_job_argv(glue_argv))
+    assert args.inputs == ["s3://b/raw/a", "s3://b/raw/b"]
+    assert args.output == "s3://b/curated/x/" and args.config is None
+
+
+def test_glue_entry_rejects_an_empty_input_list():
+    with pytest.raises(SystemExit):
+        spark_job_argv(["--nexus-inputs", "[]", "--nexus-output", "s3://b/curated/"])
+
+
+def test_overrides_keep_string_values_and_reject_missing_equals():
+    assert parse_overrides(["train.max_steps=100", "train.lr=3e-4"]) == {
+        "train.max_steps": "100",
+        "train.lr": "3e-4",
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["train.max_steps"])
