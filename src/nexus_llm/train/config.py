@@ -107,7 +107,9 @@ class TrainConfig(StrictModel):
     # logging, evaluation, checkpoints
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(100, ge=1)
-    eval_batches: int = Field(20, ge=1, description="validation micro-batches per process per evaluation")
+    eval_batches: int = Field(
+        20, ge=1, description="validation micro-batches per evaluation (shared by all processes)"
+    )
     save_every: int = Field(200, ge=1)
     save_total_limit: int = Field(2, ge=1, description="complete checkpoints kept")
     tensorboard: bool = True

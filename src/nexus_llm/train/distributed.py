@@ -117,12 +117,23 @@ def check_runtime(cfg: TrainConfig, cuda: bool) -> None:
 
 def build_accelerator(cfg: TrainConfig, precision: str):
     """An ``accelerate.Accelerator`` for the strategy (DDP is picked up from torchrun's environment)."""
+    import torch
     from accelerate import Accelerator
-    from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin
+    from accelerate.utils import (
+        DeepSpeedPlugin,
+        DistributedDataParallelKwargs,
+        FullyShardedDataParallelPlugin,
+    )
 
-    kwargs: dict[str, Any] = {"mixed_precision": "no" if precision == "fp32" else precision}
+    kwargs: dict[str, Any] = {
+        "mixed_precision": "no" if precision == "fp32" else precision,
+        "cpu": not torch.cuda.is_available(),  # without it accelerate ignores torchrun on CPU (no gloo group)
+    }
     strategy = cfg.distributed.strategy
-    if strategy == "deepspeed":
+    if strategy == "ddp":
+        # the only buffers (rotary frequencies) are constants: no need to broadcast them every forward
+        kwargs["kwargs_handlers"] = [DistributedDataParallelKwargs(broadcast_buffers=False)]
+    elif strategy == "deepspeed":
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg, precision))
     elif strategy == "fsdp":
         fs = cfg.distributed.fsdp

@@ -69,10 +69,11 @@ def train_step(
 def evaluate(accelerator, model, data: PackedTokens, micro_batch: int, batches: int) -> float | None:
     """Mean validation loss per token over a fixed sample of the validation split (None when empty).
 
-    Every rank runs the same number of forwards (sharded models need all ranks in each forward).
+    The sample is ``batches × micro_batch`` sequences spread over the split, divided among the ranks;
+    every rank runs the same number of forwards (sharded models need all ranks in each forward).
     """
     world, rank = accelerator.num_processes, accelerator.process_index
-    total = min(len(data), batches * micro_batch * world)
+    total = min(len(data), batches * micro_batch)  # the same sample whatever the number of processes
     if total == 0:
         return None
     mine = validation_indices(len(data), total, world, rank)
