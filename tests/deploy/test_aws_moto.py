@@ -118,6 +118,16 @@ def test_deployed_network_and_serving_match_the_config(aws):
     assert any(t["TopicArn"].endswith(":nexus-alerts") for t in topics)
 
 
+def test_deploying_a_stack_before_its_dependencies_fails_clearly(aws, tmp_path):
+    cfg_path = tmp_path / "other.yaml"
+    cfg_path.write_text(
+        yaml.safe_dump({"aws": {"project": "other", "endpoint_url": aws.cfg.aws.endpoint_url}})
+    )
+    result = nexus("aws", "deploy", "-c", str(cfg_path), "--stack", "serving", "--poll-seconds", "0.05")
+    assert result.exit_code == 2
+    assert "other-" in result.output and "Traceback" not in result.output
+
+
 def test_second_deploy_changes_nothing(aws):
     results = deploy_stacks(aws.cfg, aws.names, aws.clients, poll_s=0.05)
     assert [r.action for r in results] == ["unchanged"] * len(STACK_ORDER)
