@@ -57,11 +57,11 @@ class MinHasher:
         x = self.shingles(view)  # repeated shingles cannot change a minimum: no need to dedupe them
         sig = np.full(self.cfg.num_perm, _EMPTY, dtype=np.uint32)
         for i in range(0, len(x), _BLOCK):
-            # In-place steps: several times faster than chained expressions with temporaries.
+            # In-place steps are several times faster than chained expressions with temporaries, and
+            # the shift commutes with the minimum, so only the minima are shifted.
             block = x[i : i + _BLOCK, None] * self.a[None, :]
             block += self.b[None, :]
-            block >>= np.uint64(32)
-            np.minimum(sig, block.min(axis=0).astype(np.uint32), out=sig)
+            np.minimum(sig, (block.min(axis=0) >> np.uint64(32)).astype(np.uint32), out=sig)
         return sig
 
     def band_keys(self, sig: np.ndarray) -> np.ndarray:

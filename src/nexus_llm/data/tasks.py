@@ -10,27 +10,31 @@ run again.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nexus_llm import storage
 from nexus_llm.data.clean import clean_text
 from nexus_llm.data.document import DocView
-from nexus_llm.data.filters import apply_filters
+from nexus_llm.data.filters import apply_filters_batch
 from nexus_llm.data.minhash import MinHasher, band_keys, exact_hash
 from nexus_llm.data.plan import Plan
 from nexus_llm.data.readers import Bad, Split, read_split
 
 DONE = "done.json"
 ROWS_PER_GROUP = 8192
+FILTER_BATCH = 64  # documents whose n-gram statistics are computed together (measured sweet spot)
 
 DOC_SCHEMA = pa.schema(
     [
@@ -86,6 +90,18 @@ class _Buffered:
         return self.count > 0
 
 
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[tuple[int, Any]]]:
+    """Enumerated items in lists of ``size``."""
+    batch: list[tuple[int, Any]] = []
+    for item in enumerate(items):
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def ordinal(split_index: int, position: int) -> int:
     """Global input order: split index in the high bits, position within the split in the low."""
     return (split_index << 32) | position
@@ -122,25 +138,30 @@ def map_split(plan: Plan, split: Split) -> dict:
         sigs: list[np.ndarray] = []
         reasons: Counter[str] = Counter()
         records = chars_in = 0
-        for pos, rec in enumerate(read_split(split, cfg.text_field, cfg.id_field)):
-            records += 1
-            if isinstance(rec, Bad):
-                quarantine.add({"file": rec.file, "line": rec.line, "error": rec.error, "raw": rec.raw})
-                continue
-            chars_in += len(rec.text)
-            o = ordinal(split.index, pos)
-            view, reason = apply_filters(DocView(clean_text(rec.text, cfg.clean)), cfg.filters)
-            if reason is not None:
-                reasons[reason] += 1
-                rejected.add(
-                    {"id": rec.id, "text": rec.text, "reason": reason, "source": rec.source, "ordinal": o}
+        for batch in _batches(read_split(split, cfg.text_field, cfg.id_field), FILTER_BATCH):
+            good = []
+            for pos, rec in batch:
+                records += 1
+                if isinstance(rec, Bad):
+                    quarantine.add({"file": rec.file, "line": rec.line, "error": rec.error, "raw": rec.raw})
+                else:
+                    chars_in += len(rec.text)
+                    good.append((ordinal(split.index, pos), rec))
+            views = [DocView(clean_text(rec.text, cfg.clean)) for _, rec in good]
+            for (o, rec), (view, reason) in zip(good, apply_filters_batch(views, cfg.filters), strict=True):
+                if reason is not None:
+                    reasons[reason] += 1
+                    rejected.add(
+                        {"id": rec.id, "text": rec.text, "reason": reason, "source": rec.source, "ordinal": o}
+                    )
+                    continue
+                docs.add(
+                    {"ordinal": o, "id": rec.id, "text": view.text, "source": rec.source, "meta": rec.meta}
                 )
-                continue
-            docs.add({"ordinal": o, "id": rec.id, "text": view.text, "source": rec.source, "meta": rec.meta})
-            ordinals.append(o)
-            exact.append(exact_hash(view.text))
-            if hasher is not None:
-                sigs.append(hasher.signature(view))
+                ordinals.append(o)
+                exact.append(exact_hash(view.text))
+                if hasher is not None:
+                    sigs.append(hasher.signature(view))
         docs.close()
         rejected.close()
         quarantine.close()
@@ -171,73 +192,59 @@ def write_split(plan: Plan, split_index: int, removed: dict[int, tuple[str, str]
     """Write a split's survivors, and its rejected documents (filters and duplicates) with reasons.
 
     ``removed`` maps the ordinals of this split's duplicates to ``(reason, id of the survivor)``.
+    Works on whole Arrow columns: a split is bounded by ``shard_size_mb``, so it fits in memory.
     """
     target = plan.final_dir(split_index)
     if (done := is_done(target)) is not None:
         return done
     source = plan.split_dir(split_index)
     max_bytes = int(plan.config.shard_size_mb * (1 << 20))
+    docs = _read_table(storage.join(source, "docs.parquet"), DOC_SCHEMA)
+    dup_ordinals = np.fromiter(sorted(removed), dtype=np.int64, count=len(removed))
+    is_dup = pc.is_in(docs.column("ordinal"), pa.array(dup_ordinals))
+    kept = docs.filter(pc.invert(is_dup)).select(OUTPUT_SCHEMA.names)
+    dups = docs.filter(is_dup)
+    hits = [removed[o] for o in dups.column("ordinal").to_pylist()]
+    dups = dups.append_column("reason", pa.array([h[0] for h in hits], pa.string()))
+    dups = dups.append_column("duplicate_of", pa.array([h[1] for h in hits], pa.string()))
+    rejected = pa.concat_tables(
+        [
+            dups.select(REJECTED_SCHEMA.names),
+            _read_table(storage.join(source, "rejected.parquet"), REJECTED_SCHEMA),
+        ]
+    )
     with tempfile.TemporaryDirectory(prefix="nexus-write-") as tmp:
-        parts = _PartWriter(tmp, "part", OUTPUT_SCHEMA, max_bytes)
-        rejected = _PartWriter(tmp, "rejected", REJECTED_SCHEMA, max_bytes)
-        kept = 0
-        for batch in _iter_parquet(storage.join(source, "docs.parquet")):
-            for row in batch.to_pylist():
-                hit = removed.get(row["ordinal"])
-                if hit is None:
-                    parts.add({k: row[k] for k in ("id", "text", "source", "meta")})
-                    kept += 1
-                else:
-                    rejected.add(
-                        {
-                            **{k: row[k] for k in ("id", "text", "source", "ordinal")},
-                            "reason": hit[0],
-                            "duplicate_of": hit[1],
-                        }
-                    )
-        for batch in _iter_parquet(storage.join(source, "rejected.parquet")):
-            for row in batch.to_pylist():
-                rejected.add(row)
-        parts.close()
-        rejected.close()
+        _write_parts(kept, tmp, "part", max_bytes)
+        _write_parts(rejected, tmp, "rejected", max_bytes)
         quarantine = storage.join(source, "quarantine.parquet")
         if storage.exists(quarantine):
             _download(quarantine, os.path.join(tmp, "quarantine-000.parquet"))
-        stats = {"split": split_index, "kept": kept, "files": sorted(os.listdir(tmp))}
+        stats = {"split": split_index, "kept": kept.num_rows, "files": sorted(os.listdir(tmp))}
         _publish(tmp, target, stats)
     return stats
 
 
-class _PartWriter:
-    """Parquet files of at most ``max_bytes`` of text each: ``<prefix>-000.parquet``, ``-001``, ..."""
-
-    def __init__(self, directory: str, prefix: str, schema: pa.Schema, max_bytes: int):
-        self.directory, self.prefix, self.schema, self.max_bytes = directory, prefix, schema, max_bytes
-        self.index, self.bytes = 0, 0
-        self.current: _Buffered | None = None
-
-    def add(self, row: dict[str, Any]) -> None:
-        size = len(row["text"])
-        if self.current is not None and self.bytes + size > self.max_bytes and self.current.count:
-            self.current.close()
-            self.current, self.bytes = None, 0
-            self.index += 1
-        if self.current is None:
-            name = f"{self.prefix}-{self.index:03d}.parquet"
-            self.current = _Buffered(os.path.join(self.directory, name), self.schema)
-        self.current.add(row)
-        self.bytes += size
-
-    def close(self) -> None:
-        if self.current is not None:
-            self.current.close()
-
-
-def _iter_parquet(uri: str):
+def _read_table(uri: str, schema: pa.Schema) -> pa.Table:
     if not storage.exists(uri):
-        return
+        return schema.empty_table()
     with storage.open_file(uri, "rb") as fh:
-        yield from pq.ParquetFile(fh).iter_batches(batch_size=ROWS_PER_GROUP)
+        return pq.read_table(fh)
+
+
+def _write_parts(table: pa.Table, directory: str, prefix: str, max_bytes: int) -> None:
+    """``<prefix>-000.parquet``, ``-001``, ... each holding at most about ``max_bytes`` of text."""
+    if table.num_rows == 0:
+        return
+    sizes = np.asarray(
+        pc.binary_length(pc.cast(table.column("text"), pa.binary())).to_numpy(zero_copy_only=False)
+    )
+    part = (np.cumsum(sizes) - sizes) // max(max_bytes, 1)  # where each row starts, in units of max_bytes
+    bounds = [*np.flatnonzero(np.concatenate(([True], part[1:] != part[:-1]))).tolist(), table.num_rows]
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        pq.write_table(
+            table.slice(lo, hi - lo), os.path.join(directory, f"{prefix}-{i:03d}.parquet"),
+            compression="zstd", row_group_size=ROWS_PER_GROUP,
+        )  # fmt: skip
 
 
 def _download(uri: str, local: str) -> None:

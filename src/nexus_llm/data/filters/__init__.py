@@ -10,11 +10,16 @@ from __future__ import annotations
 from nexus_llm.data.config import FiltersConfig
 from nexus_llm.data.document import DocView
 from nexus_llm.data.filters.c4 import c4_document_filter, c4_line_filter, count_sentences
-from nexus_llm.data.filters.gopher import gopher_quality_filter, gopher_repetition_filter
+from nexus_llm.data.filters.gopher import (
+    gopher_quality_filter,
+    gopher_repetition_batch,
+    gopher_repetition_filter,
+)
 from nexus_llm.data.filters.guide import length_filter, line_break_filter
 
 __all__ = [
     "apply_filters",
+    "apply_filters_batch",
     "c4_document_filter",
     "c4_line_filter",
     "gopher_quality_filter",
@@ -26,6 +31,21 @@ __all__ = [
 
 def apply_filters(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | None]:
     """Run the enabled filters in order: the (possibly edited) view and the first failure, if any."""
+    return apply_filters_batch([view], cfg)[0]
+
+
+def apply_filters_batch(views: list[DocView], cfg: FiltersConfig) -> list[tuple[DocView, str | None]]:
+    """:func:`apply_filters` for many documents; the n-gram rules run vectorised over the batch."""
+    out = [_per_document(v, cfg) for v in views]
+    if cfg.gopher_repetition.enabled:
+        alive = [i for i, (_, reason) in enumerate(out) if reason is None]
+        reasons = gopher_repetition_batch([out[i][0] for i in alive], cfg.gopher_repetition)
+        for i, reason in zip(alive, reasons, strict=True):
+            out[i] = (out[i][0], reason)
+    return out
+
+
+def _per_document(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | None]:
     if not view.text:
         return view, "clean.empty"
     if cfg.length.enabled and (reason := length_filter(view, cfg.length)):
@@ -44,7 +64,5 @@ def apply_filters(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | Non
         if count_sentences(view.text) < cfg.c4.min_sentences:
             return view, "c4.min_sentences"
     if cfg.gopher_quality.enabled and (reason := gopher_quality_filter(view, cfg.gopher_quality)):
-        return view, reason
-    if cfg.gopher_repetition.enabled and (reason := gopher_repetition_filter(view, cfg.gopher_repetition)):
         return view, reason
     return view, None

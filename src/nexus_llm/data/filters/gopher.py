@@ -7,10 +7,13 @@ n-gram hashes with numpy instead of Python tuples of strings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from nexus_llm.data.config import GopherQualityFilter, GopherRepetitionFilter
 from nexus_llm.data.document import DocView
+from nexus_llm.data.ngrams import NgramBatch
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 BULLETS = ("•", "‣", "◦", "⁃", "▪", "●", "-", "*", "·")
@@ -63,44 +66,15 @@ def duplicates(items: list[str]) -> tuple[int, int]:
 
 def top_ngram_char_fraction(view: DocView, n: int) -> float:
     """Characters in the most frequent word n-gram (all its occurrences) over all word characters."""
-    hashes = view.ngram_hashes(n)
-    total = int(view.word_lengths.sum())
-    if len(hashes) < 2 or total == 0:
-        return 0.0
-    # Run lengths of the sorted hashes: leaner than np.unique, which this loop calls per document.
-    s = np.sort(hashes)
-    bounds = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1], [True])))
-    counts = np.diff(bounds)
-    best = int(np.argmax(counts))
-    if counts[best] < 2:
-        return 0.0
-    start = int(np.argmax(hashes == s[bounds[best]]))
-    return int(view.word_lengths[start : start + n].sum()) * int(counts[best]) / total
+    return float(NgramBatch([view]).top_ngram_char_fraction(n)[0])
 
 
 def duplicate_ngram_char_fraction(view: DocView, n: int) -> float:
     """Characters of words covered by a repeated occurrence of any n-gram, over all word characters."""
-    hashes = view.ngram_hashes(n)
-    lengths = view.word_lengths
-    total = int(lengths.sum())
-    if len(hashes) < 2 or total == 0:
-        return 0.0
-    # A stable sort keeps equal hashes in document order: every element of a run but its first is a
-    # repeated occurrence.
-    order = np.argsort(hashes, kind="stable")
-    s = hashes[order]
-    starts = order[1:][s[1:] == s[:-1]]
-    if len(starts) == 0:
-        return 0.0
-    # Mark the words each repeated occurrence covers (a difference array, then a running sum).
-    cover = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.add.at(cover, starts, 1)
-    np.add.at(cover, starts + n, -1)
-    covered = np.cumsum(cover[:-1]) > 0
-    return int(lengths[covered].sum()) / total
+    return float(NgramBatch([view]).duplicate_ngram_char_fraction(n)[0])
 
 
-def gopher_repetition_filter(view: DocView, cfg: GopherRepetitionFilter) -> str | None:
+def _line_rules(view: DocView, cfg: GopherRepetitionFilter) -> str | None:
     text_len = max(len(view.text), 1)
     paragraphs = view.paragraphs
     if paragraphs:
@@ -116,16 +90,35 @@ def gopher_repetition_filter(view: DocView, cfg: GopherRepetitionFilter) -> str 
             return "gopher_repetition.max_dup_line_frac"
         if chars / text_len > cfg.max_dup_line_char_frac:
             return "gopher_repetition.max_dup_line_char_frac"
+    return None
+
+
+def gopher_repetition_batch(views: Sequence[DocView], cfg: GopherRepetitionFilter) -> list[str | None]:
+    """The repetition rules for many documents at once (same answers as one at a time)."""
+    reasons = [_line_rules(v, cfg) for v in views]
+    alive = [i for i, r in enumerate(reasons) if r is None]
+    if not alive:
+        return reasons
+    batch = NgramBatch([views[i] for i in alive])
+    pending = np.ones(len(alive), dtype=bool)
     for n, limit in sorted(cfg.max_top_ngram_char_frac.items()):
-        if top_ngram_char_fraction(view, n) > limit:
-            return f"gopher_repetition.max_top_ngram_char_frac.{n}"
+        fails = pending & (batch.top_ngram_char_fraction(n) > limit)
+        for j in np.flatnonzero(fails):
+            reasons[alive[j]] = f"gopher_repetition.max_top_ngram_char_frac.{n}"
+        pending &= ~fails
     limits = sorted(cfg.max_dup_ngram_char_frac.items())
     for i, (n, limit) in enumerate(limits):
-        frac = duplicate_ngram_char_fraction(view, n)
-        if frac > limit:
-            return f"gopher_repetition.max_dup_ngram_char_frac.{n}"
-        # The fraction can only shrink as n grows (a repeated (n+1)-gram is made of two repeated
-        # n-grams), so once it is under every remaining limit no larger n can fail.
-        if frac <= min(lim for _, lim in limits[i:]):
+        if not pending.any():
             break
-    return None
+        frac = batch.duplicate_ngram_char_fraction(n, docs=np.flatnonzero(pending))
+        fails = pending & (frac > limit)
+        for j in np.flatnonzero(fails):
+            reasons[alive[j]] = f"gopher_repetition.max_dup_ngram_char_frac.{n}"
+        # The fraction can only shrink as n grows (a repeated (n+1)-gram is made of two repeated
+        # n-grams): a document under every remaining limit cannot fail a larger n.
+        pending &= ~fails & (frac > min(lim for _, lim in limits[i:]))
+    return reasons
+
+
+def gopher_repetition_filter(view: DocView, cfg: GopherRepetitionFilter) -> str | None:
+    return gopher_repetition_batch([view], cfg)[0]
