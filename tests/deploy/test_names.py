@@ -49,3 +49,14 @@ def test_overrides_keep_string_values_and_reject_missing_equals():
     }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_overrides(["train.max_steps"])
+
+
+def test_clients_take_the_config_endpoint_else_aws_endpoint_url(monkeypatch):
+    from nexus_llm.deploy.clients import AwsClients
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4999")
+    assert AwsClients("eu-west-1").client("sagemaker").meta.endpoint_url == "http://127.0.0.1:4999"
+    configured = AwsClients("eu-west-1", "http://127.0.0.1:5001").client("glue")
+    assert (
+        configured.meta.endpoint_url == "http://127.0.0.1:5001" and configured.meta.region_name == "eu-west-1"
+    )

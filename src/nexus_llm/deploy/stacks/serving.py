@@ -314,7 +314,9 @@ def _gpu_capacity(t, cfg: NexusConfig, names: ResourceNames, cluster):
     )  # fmt: skip
     user_data = Sub(
         "#!/bin/bash\necho ECS_CLUSTER=${Cluster} >> /etc/ecs/ecs.config\n"
-        "echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config\n",
+        "echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config\n"
+        # awslogs on EC2 would otherwise use the instance role; the execution role holds the log rights
+        "echo ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE=true >> /etc/ecs/ecs.config\n",
         Cluster=Ref(cluster),
     )
     template = t.add_resource(
