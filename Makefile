@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# checkov pins boto3/networkx/packaging versions that conflict with the project, so it gets its own venv
+TOOLS := .venv-tools
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -14,13 +16,15 @@ export PYTHONHASHSEED := 0
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt tests/deploy/checkov-requirements.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU build of torch first, so no other package pulls a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	test -x $(TOOLS)/bin/python || $(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q -r tests/deploy/checkov-requirements.txt
 	touch $(STAMP)
 
 demo: setup
@@ -42,4 +46,4 @@ bench: setup
 	$(BIN)/python benchmarks/data_prepare.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache workspace .bench
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache workspace .bench

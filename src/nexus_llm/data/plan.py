@@ -64,6 +64,18 @@ def digest_of(inputs: list[dict], settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+MIN_SPLITS = 64
+MIN_SPLIT_BYTES = 1 << 20
+
+
+def split_bytes(total_bytes: int, shard_size_mb: float) -> int:
+    """Input bytes per split: at most ``shard_size_mb``, small enough that a modest input still makes
+    about ``MIN_SPLITS`` splits to share among workers, and at least 1 MB. A function of the inputs and
+    settings only, never of the worker count, so every run of the same job makes the same splits."""
+    cap = int(shard_size_mb * (1 << 20))
+    return max(1, min(cap, max(MIN_SPLIT_BYTES, total_bytes // MIN_SPLITS)))
+
+
 def build_plan(inputs: list[str], output: str, cfg: DataConfig) -> Plan:
     """Expand inputs, fingerprint them by content, and cut them into splits."""
     if not inputs:
@@ -71,5 +83,5 @@ def build_plan(inputs: list[str], output: str, cfg: DataConfig) -> Plan:
     files = storage.expand(inputs, SUFFIXES)
     identities = [{"uri": f, "size": storage.size(f), "fingerprint": storage.fingerprint(f)} for f in files]
     settings = cfg.settings_digest_fields()
-    splits = plan_splits(files, int(cfg.shard_size_mb * (1 << 20)))
+    splits = plan_splits(files, split_bytes(sum(i["size"] for i in identities), cfg.shard_size_mb))
     return Plan(output, identities, settings, splits, digest_of(identities, settings), cfg)

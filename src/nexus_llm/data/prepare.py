@@ -71,19 +71,27 @@ def run_prepare(
     resumed = _start_or_resume(plan)
     own_executor = executor is None
     executor = executor or make_executor(engine or cfg.engine, workers, cfg, spark_master)
+    timings = {"plan": time.perf_counter() - started}
     try:
+        tick = time.perf_counter()
         map_stats = executor.run(partial(map_split, plan), plan.splits, "read, clean, filter")
+        timings["map"], tick = time.perf_counter() - tick, time.perf_counter()
         resolution, survivors = _deduplicate(plan, executor, map_stats, memory_mb << 20)
+        timings["dedup"], tick = time.perf_counter() - tick, time.perf_counter()
         by_split: dict[int, dict[int, tuple[str, str]]] = defaultdict(dict)
         for o, (reason, surv) in resolution.removed.items():
             by_split[o >> 32][o] = (reason, survivors[surv])
         items = [(s.index, by_split.get(s.index, {})) for s in plan.splits]
         write_stats = executor.run(partial(_write_item, plan), items, "write")
+        timings["write"] = time.perf_counter() - tick
     finally:
         if own_executor:
             executor.close()
+    tick = time.perf_counter()
     files = _finalize(plan, write_stats)
+    timings["finalize"] = time.perf_counter() - tick
     manifest = _manifest(plan, executor.name, map_stats, write_stats, resolution, files, started, resumed)
+    manifest["phase_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     storage.write_manifest(output, manifest)
     storage.remove(plan.work)
     return manifest
