@@ -8,14 +8,17 @@ import yaml
 from nexus_llm.config import ConfigError, parse_config
 
 EXAMPLE_EVAL_SECTION = """
-eval:
+eval:                             # nexus run passes the workspace's tokens/ and runs/ as data and runs
   split: val
   batch_size: 8
-  limit: null
-  max_tokens: null
+  limit: null                     # e.g. 50 for a quick check: documents, and examples per task
+  max_tokens: null                # e.g. 20000 held-out tokens
   tasks: [examples/tasks/paraphrase_local.yaml]
-  bootstrap_iters: 0
-  prompts: ["The meaning of life is", "Once upon a time,"]
+  bootstrap_iters: 0              # lm-eval's stderr bootstrap; 100000 is its own default
+  prompts:
+    - "It is a truth universally acknowledged"
+    - "In the beginning"
+    - "DICTIONARY, n."
   max_new_tokens: 48
 """
 
@@ -23,6 +26,7 @@ eval:
 def test_the_documented_eval_section_is_valid():
     cfg = parse_config(yaml.safe_load(EXAMPLE_EVAL_SECTION)).eval
     assert cfg.tasks == ["examples/tasks/paraphrase_local.yaml"] and cfg.bootstrap_iters == 0
+    assert cfg.prompts[0] == "It is a truth universally acknowledged"
     assert cfg.data is None and cfg.first_token == "auto"
 
 

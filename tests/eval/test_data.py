@@ -86,3 +86,9 @@ def test_a_document_split_over_shards_is_joined(tmp_path, tok):
         tok, ["one document that is long enough to cross shards"]
     )
     assert np.all(held.documents[0][:-1] != tok.eos_token_id)
+
+
+def test_parquet_without_text_is_a_clear_error(tmp_path, tok):
+    pq.write_table(pa.table({"id": ["a"], "body": ["no text column"]}), tmp_path / "part-00000.parquet")
+    with pytest.raises(EvalError, match="text"):
+        load_heldout(str(tmp_path), tok)

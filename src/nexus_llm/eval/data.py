@@ -151,8 +151,11 @@ def _read_texts(files: list[str], limit: int | None):
 
     taken = 0
     for path in files:
-        with storage.open_file(path) as fh:
-            table = pq.read_table(fh, columns=["text"])
+        try:
+            with storage.open_file(path) as fh:
+                table = pq.read_table(fh, columns=["text"])
+        except (KeyError, ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise EvalError(f"{path}: not curated data with a `text` column ({err}).") from None
         for text in table.column("text").to_pylist():
             if limit is not None and taken >= limit:
                 return
