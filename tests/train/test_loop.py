@@ -46,8 +46,12 @@ def _samples(out, rank=0):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_validation_loss_falls_and_the_export_generates_with_plain_transformers(tokens, tmp_path):
-    section = train_section(tokens, tmp_path, max_steps=30, eval_every=10, tensorboard=True)
+def test_validation_loss_falls_and_the_export_generates_with_plain_transformers(
+    tokens, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the file store needs no database set-up
+    mlflow = {"tracking_uri": (tmp_path / "mlruns").as_uri(), "experiment": "t"}
+    section = train_section(tokens, tmp_path, max_steps=30, eval_every=10, tensorboard=True, mlflow=mlflow)
     summary = run_train(*_cfg_paths(section), seed=7)
     records = _metrics(tmp_path)
     assert [r["step"] for r in records] == list(range(1, 31))
@@ -58,6 +62,11 @@ def test_validation_loss_falls_and_the_export_generates_with_plain_transformers(
     assert len(val) == 3 and val[-1] < val[0] - 0.5
     assert (tmp_path / "runs" / "loss.png").stat().st_size > 1000
     assert list((tmp_path / "runs" / "tensorboard").glob("events.out.tfevents.*"))
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow["tracking_uri"])
+    (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [10, 20, 30]
     model_dir = tmp_path / "model"
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["step"] == 30 and manifest["tokens"]["tokenizer_sha256"]
