@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -46,13 +47,17 @@ def example_paragraphs() -> list[str]:
     return planted.paragraphs_of(texts)
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the process and all its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def baseline_kept(out: Path) -> list[str]:
@@ -97,27 +102,29 @@ def main() -> None:
     for label, (key, cmd) in runs.items():
         if key in args.skip:
             continue
-        seconds = timed(cmd, env)
+        seconds, cpu = timed(cmd, env)
         if key == "baseline":
             kept, quarantined = baseline_kept(work / "baseline"), 0
         else:
             kept, quarantined = nexus_kept(work / key)
         score = planted.score(corpus, kept)
         results.append(
-            {"run": label, "key": key, "seconds": round(seconds, 2), "docs_per_second": round(len(corpus.lines) / seconds, 1),
+            {"run": label, "key": key, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 1),
+             "docs_per_second": round(len(corpus.lines) / seconds, 1),
              "kept": len(kept), "quarantined": quarantined, **score}
         )  # fmt: skip
-        print(f"{label}: {seconds:.1f} s")
+        print(f"{label}: {seconds:.1f} s wall, {cpu:.1f} s CPU")
 
     base = next((r for r in results if r["key"] == "baseline"), None)
     print()
     print(
         f"| run | seconds | docs/s | vs guide | exact pairs resolved | near pairs resolved | junk removed | originals kept | malformed quarantined (of {corpus.malformed}) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         ratio = f"{base['seconds'] / r['seconds']:.2f}x" if base else "-"
-        print(f"| {r['run']} | {r['seconds']:.1f} | {r['docs_per_second']:,.0f} | {ratio} | {r['exact_resolved']:.1%} | "
+        cpu_ratio = f"{base['cpu_seconds'] / r['cpu_seconds']:.2f}x" if base else "-"
+        print(f"| {r['run']} | {r['seconds']:.1f} | {r['cpu_seconds']:.0f} | {r['docs_per_second']:,.0f} | {ratio} | {cpu_ratio} | {r['exact_resolved']:.1%} | "
               f"{r['near_resolved']:.1%} | {r['junk_removed']:.1%} | {r['originals_kept']:.1%} | {r['quarantined']} |")  # fmt: skip
     meta = {"records": len(corpus.lines), "planted": dict(counts), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "python": platform.python_version(), "results": results}  # fmt: skip

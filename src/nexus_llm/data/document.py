@@ -22,6 +22,19 @@ _DROP_NON_LETTERS = str.maketrans(dict.fromkeys(_PUNCT + string.digits, None))
 _NGRAM_MUL = np.uint64(0x9E3779B97F4A7C15)
 
 
+class _WordHashes(dict):
+    """word -> 64-bit hash, computed on first sight: most words recur, so most lookups are dict hits."""
+
+    def __missing__(self, word: str) -> int:
+        if len(self) > 2_000_000:  # bound the memory a worker spends on rare words
+            self.clear()
+        value = self[word] = xxhash.xxh3_64_intdigest(word.encode())
+        return value
+
+
+_WORD_HASHES = _WordHashes()
+
+
 class DocView:
     """Lazily computed views of one cleaned text (lines, words, n-gram hashes)."""
 
@@ -61,9 +74,8 @@ class DocView:
 
     @cached_property
     def word_hashes(self) -> np.ndarray:
-        # map() over C functions keeps the per-word cost out of the interpreter loop.
-        hashes = map(xxhash.xxh3_64_intdigest, map(str.encode, self.words))
-        return np.fromiter(hashes, dtype=np.uint64, count=len(self.words))
+        # map() over a dict's C lookup keeps the per-word cost out of the interpreter loop.
+        return np.fromiter(map(_WORD_HASHES.__getitem__, self.words), dtype=np.uint64, count=len(self.words))
 
     @cached_property
     def _ngram_cache(self) -> dict[int, np.ndarray]:
