@@ -130,10 +130,15 @@ def _local_copy(accelerator, uri: str, local: str) -> str:
     return local
 
 
+def meta_digest(meta: dict[str, Any]) -> str:
+    """The identity of a token directory: the SHA-256 of its canonical ``meta.json``."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
+
 def _identity(cfg: TrainConfig, meta: dict[str, Any], seed: int, num_sequences: int) -> dict[str, Any]:
     """What a checkpoint must agree with to be resumed: the data and the model shape."""
     return {
-        "tokens_meta_sha256": hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest(),
+        "tokens_meta_sha256": meta_digest(meta),
         "seq_len": cfg.seq_len,
         "seed": seed,
         "num_sequences": num_sequences,
@@ -263,6 +268,22 @@ def _say(accelerator, message: str) -> None:
         console.print(message)
 
 
+def _advance(s: Session, state: TrainState, window: Window, log: RunLog) -> float | None:
+    """One optimizer step on the next sequences; updates the state and window, returns the grad norm."""
+    cfg, acc = s.cfg, s.accelerator
+    chosen, position = s.order.next_step(state.position, s.global_batch)
+    deepspeed = cfg.distributed.strategy == "deepspeed"
+    loss_sum, grad_norm = train_step(acc, s.model, s.optimizer, s.scheduler, s.train, chosen,
+                                     cfg.grad_accum_steps, cfg.grad_clip, gas_scaled=deepspeed)  # fmt: skip
+    state.step, state.position = state.step + 1, position
+    state.tokens_seen += len(chosen) * cfg.seq_len
+    window.loss_sum += loss_sum
+    window.tokens += len(chosen) * cfg.seq_len
+    mine = slots(chosen, cfg.grad_accum_steps, acc.num_processes, acc.process_index)
+    log.samples(state.step, position.epoch, [int(i) for part in mine for i in part])
+    return grad_norm
+
+
 def run_train(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str = "nexus") -> dict[str, Any]:
     """Train (resuming from the latest complete checkpoint) and export; see the module docstring.
 
@@ -294,24 +315,7 @@ def run_train(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str = "nexus
     window, last_record, stopping = Window(), {}, False
     try:
         while state.step < s.total_steps and not stopping:
-            chosen, position = s.order.next_step(state.position, s.global_batch)
-            loss_sum, grad_norm = train_step(
-                acc,
-                model,
-                s.optimizer,
-                s.scheduler,
-                s.train,
-                chosen,
-                cfg.grad_accum_steps,
-                cfg.grad_clip,
-                gas_scaled=cfg.distributed.strategy == "deepspeed",
-            )
-            state.step, state.position = state.step + 1, position
-            state.tokens_seen += len(chosen) * cfg.seq_len
-            window.loss_sum += loss_sum
-            window.tokens += len(chosen) * cfg.seq_len
-            mine = slots(chosen, cfg.grad_accum_steps, acc.num_processes, acc.process_index)
-            log.samples(state.step, position.epoch, [int(i) for part in mine for i in part])
+            grad_norm = _advance(s, state, window, log)
             last = state.step == s.total_steps
             evaluate_now = state.step % cfg.eval_every == 0 or last
             if state.step % cfg.log_every == 0 or evaluate_now:
@@ -324,17 +328,14 @@ def run_train(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str = "nexus
                 log.log(record)
                 last_record, window = record, Window()
                 _say(acc, _format(record, s.total_steps))
-            stopping = stop.agreed(acc)
+            stopping = stop.agreed(acc) and not last  # a signal during the last step: finish and export
             if state.step % cfg.save_every == 0 or stopping or last:
                 paused = time.perf_counter()
                 uri = _save(s, state)
                 window.start += time.perf_counter() - paused  # throughput counts training time only
                 if stopping:
-                    _say(
-                        acc,
-                        f"[yellow]stopped by signal at step {state.step}; checkpoint {uri} is complete. "
-                        "Run the same command again to resume.[/]",
-                    )
+                    _say(acc, f"[yellow]stopped by signal at step {state.step}; checkpoint {uri} is complete. "
+                         "Run the same command again to resume.[/]")  # fmt: skip
             _fault_injection(state.step)
     finally:
         stop.restore()
@@ -369,7 +370,7 @@ def _finish(s: Session, summary: dict[str, Any]) -> dict[str, Any]:
         **summary,
         "tokens": {
             "uri": s.paths.tokens,
-            "meta_sha256": _identity(s.cfg, s.meta, 0, 0)["tokens_meta_sha256"],
+            "meta_sha256": meta_digest(s.meta),
             "tokenizer_sha256": (s.meta.get("tokenizer") or {}).get("sha256"),
         },
         "settings": s.cfg.model_dump(),
