@@ -1,13 +1,166 @@
-"""``nexus serve`` and ``nexus bench serve``."""
+"""``nexus serve`` and ``nexus bench serve`` (heavy imports happen inside the commands)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
-def serve() -> None:
-    """Serve a model over an OpenAI-compatible HTTP API."""
-    raise NotImplementedError("nexus serve is not built yet")
+import typer
+
+from nexus_llm.console import console, table
+
+Opt = typer.Option
 
 
-def bench_serve() -> None:
-    """Load-test a running server."""
-    raise NotImplementedError("nexus bench serve is not built yet")
+def _settings(config: Path | None, overrides: dict[str, Any]):
+    """The ``serve:`` section of the config (or defaults), with the flags given on the command line."""
+    from pydantic import ValidationError
+
+    from nexus_llm.config import format_validation_error, load_config
+    from nexus_llm.configbase import ConfigError
+    from nexus_llm.serve.config import ServeConfig
+
+    base = load_config(config).serve if config else ServeConfig()
+    merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return ServeConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, "nexus serve options", ServeConfig)) from None
+
+
+def serve(
+    model: str = typer.Argument(
+        ..., help="Hugging Face model directory, or an s3:// URI (downloaded and cached)."
+    ),
+    host: str | None = Opt(None, help="Interface to bind [default: 127.0.0.1]."),
+    port: int | None = Opt(None, help="Port [default: 8080]."),
+    max_concurrent: int | None = Opt(None, help="Requests in the engine at once [default: 100]."),
+    max_queue: int | None = Opt(None, help="Requests that may wait for a slot before 429s [default: 100]."),
+    max_batch_size: int | None = Opt(None, help="Sequences decoded together [default: 32]."),
+    max_tokens: int | None = Opt(None, help="Largest max_tokens a request may ask for [default: 4096]."),
+    max_body_bytes: int | None = Opt(None, help="Largest request body [default: 1 MiB]."),
+    model_name: str | None = Opt(None, help="Name clients use as `model` [default: the directory name]."),
+    api_key: list[str] = Opt([], "--api-key", help="Accepted Bearer key (repeatable; also NEXUS_API_KEYS)."),
+    metrics_auth: bool | None = Opt(
+        None, "--metrics-auth/--no-metrics-auth", help="Require a key on /metrics."
+    ),
+    drain_timeout: float | None = Opt(
+        None, help="Seconds in-flight requests get after SIGTERM [default: 30]."
+    ),
+    dtype: str | None = Opt(None, help="auto | float32 | bfloat16 | float16 [default: auto]."),
+    threads: int | None = Opt(None, help="torch CPU threads."),
+    config: Path | None = Opt(
+        None, "--config", "-c", help="nexus.yaml whose `serve:` section sets defaults."
+    ),
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (plus the original /generate)."""
+    from nexus_llm.serve.auth import keys_from
+
+    settings = _settings(config, {
+        "host": host, "port": port, "max_concurrent": max_concurrent, "max_queue": max_queue,
+        "max_batch_size": max_batch_size, "max_tokens": max_tokens, "max_body_bytes": max_body_bytes,
+        "model_name": model_name, "metrics_auth": metrics_auth, "drain_timeout_s": drain_timeout,
+        "dtype": dtype, "threads": threads,
+    })  # fmt: skip
+    keys = keys_from(api_key)
+    from nexus_llm.serve.loading import check_model_dir, resolve_model
+
+    try:
+        local = resolve_model(model, settings.model_cache_dir)
+        check_model_dir(local)
+    except OSError as err:
+        console.print(f"[bold red]cannot serve {model}[/]: {err}")
+        raise typer.Exit(2) from None
+    name = settings.model_name or Path(model.rstrip("/")).name
+    _print_plan(settings, name, local, keys)
+    sys.exit(_run(settings, name, local, keys))
+
+
+def _run(settings, name: str, local: str, keys: list[str]) -> int:
+    from nexus_llm.serve.app import create_app
+    from nexus_llm.serve.batching import BatchingEngine
+    from nexus_llm.serve.loading import load_model
+    from nexus_llm.serve.server import run_server
+
+    engine = BatchingEngine(
+        lambda: load_model(local, settings.dtype, settings.threads),
+        name,
+        max_batch_size=settings.max_batch_size,
+        max_prefill_tokens=settings.max_prefill_tokens,
+    )
+    app = create_app(engine, settings, keys)
+    return run_server(app, settings.host, settings.port, settings.drain_timeout_s, settings.access_log)
+
+
+def _print_plan(settings, name: str, local: str, keys: list[str]) -> None:
+    rows = [
+        ("model", f"{name} ({local})"),
+        ("listening", f"http://{settings.host}:{settings.port}"),
+        ("API keys", f"{len(keys)} configured" if keys else "none (open)"),
+        ("concurrency", f"{settings.max_concurrent} in flight + {settings.max_queue} queued, then 429"),
+        ("batch", f"up to {settings.max_batch_size} sequences"),
+        ("limits", f"max_tokens <= {settings.max_tokens}, body <= {settings.max_body_bytes} bytes"),
+    ]
+    console.print(table("nexus serve", ["setting", "value"], rows))
+    console.print("/health answers 503 until the model is loaded, then 200.")
+
+
+def bench_serve(
+    url: str = typer.Argument(..., help="Server base URL, e.g. http://127.0.0.1:8080"),
+    api: str = Opt("completions", help="completions | chat | generate (the guide's original endpoint)."),
+    concurrency: int = Opt(4, min=1, max=4096, help="Requests in flight at once."),
+    requests: int = Opt(32, min=1, help="Requests to send in all."),
+    prompt_words: int = Opt(32, min=1, help="Words per prompt (prompts are deterministic)."),
+    max_tokens: int = Opt(64, min=1, help="max_tokens of every request."),
+    stream: bool = Opt(True, "--stream/--no-stream", help="Stream (gives TTFT and inter-token latency)."),
+    model: str | None = Opt(None, help="Model name [default: the server's, from /v1/models]."),
+    api_key: str | None = Opt(None, envvar="NEXUS_API_KEY", help="Bearer key (or NEXUS_API_KEY)."),
+    temperature: float = Opt(0.8, min=0.0, help="Sampling temperature."),
+    ignore_eos: bool = Opt(False, help="Ask for exactly max_tokens tokens (nexus servers only)."),
+    output: Path | None = Opt(None, "--output", "-o", help="Write the full result as JSON here."),
+) -> None:
+    """Load-test a running server: throughput, TTFT, inter-token and end-to-end latency, /health."""
+    from nexus_llm.serve.bench import BenchSettings, run_bench
+
+    if api not in ("completions", "chat", "generate"):
+        console.print(f"[bold red]--api must be completions, chat or generate[/] (got {api!r})")
+        raise typer.Exit(2)
+    s = BenchSettings(
+        url=url.rstrip("/"), api=api, concurrency=concurrency, requests=requests, prompt_words=prompt_words,
+        max_tokens=max_tokens, stream=stream and api != "generate", model=model, api_key=api_key,
+        temperature=temperature, ignore_eos=ignore_eos,
+    )  # fmt: skip
+    try:
+        result = run_bench(s)
+    except Exception as err:  # connection refused, bad URL: a user error, not a crash
+        console.print(f"[bold red]benchmark failed[/]: {type(err).__name__}: {err}")
+        raise typer.Exit(1) from None
+    console.print(summary_table(result))
+    if output:
+        output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("ok", "errors", "tokens_per_s", "requests_per_s")}))
+    if result["ok"] == 0:
+        raise typer.Exit(1)
+
+
+def summary_table(result: dict[str, Any]):
+    def ms(d: dict[str, float] | None, key: str) -> str:
+        return "-" if not d else f"{d[key] * 1000:,.1f}"
+
+    rows = [
+        ("requests ok / sent", f"{result['ok']} / {result['requests']}"),
+        ("errors", ", ".join(f"{k}: {v}" for k, v in result["errors"].items()) or "none"),
+        ("generated tokens/s", result["tokens_per_s"]),
+        ("requests/s", result["requests_per_s"]),
+    ]
+    for label, key in (
+        ("latency", "latency_s"),
+        ("TTFT", "ttft_s"),
+        ("inter-token", "itl_s"),
+        ("/health", "health_s"),
+    ):
+        d = result[key]
+        rows.append((f"{label} p50/p90/p99 ms", f"{ms(d, 'p50')} / {ms(d, 'p90')} / {ms(d, 'p99')}"))
+    return table("nexus bench serve", ["measure", "value"], rows)

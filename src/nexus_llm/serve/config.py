@@ -1,9 +1,65 @@
-"""The ``serve:`` section of ``nexus.yaml``."""
+"""The ``serve:`` section of ``nexus.yaml`` (every ``nexus serve`` flag has a key here).
+
+API keys are deliberately not a config key: secrets come from ``--api-key`` or ``NEXUS_API_KEYS`` (the
+deploy stage passes them from Secrets Manager), never from a file that ends up in git.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
 
 from nexus_llm.configbase import StrictModel
 
 
 class ServeConfig(StrictModel):
-    """``nexus serve`` settings (filled in by the serving stage)."""
+    """``nexus serve`` settings: limits, batching and observability."""
+
+    host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 inside a container")
+    port: int = Field(8080, ge=1, le=65535)
+    model_name: str | None = Field(
+        None, description="name clients pass as `model` (default: the model directory's name)"
+    )
+    max_concurrent: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="requests admitted to the engine at once (batched or waiting in it)",
+    )
+    max_queue: int = Field(
+        100, ge=0, le=100_000, description="requests waiting for an admission slot before 429s start"
+    )
+    queue_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="longest wait for an admission slot before a 429"
+    )
+    max_batch_size: int = Field(
+        32, ge=1, le=4096, description="sequences decoded together in one forward pass"
+    )
+    max_prefill_tokens: int = Field(
+        8192, ge=16, description="padded prompt tokens prefilled in one forward pass (bounds memory)"
+    )
+    max_tokens: int = Field(4096, ge=1, description="largest `max_tokens` a request may ask for")
+    default_max_tokens: int = Field(
+        256,
+        ge=1,
+        description="`max_tokens` of OpenAI requests that omit it (clamped to max_tokens and the context left)",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body; larger gets 413")
+    max_stop: int = Field(4, ge=0, le=64, description="most `stop` strings per request (OpenAI allows 4)")
+    max_stop_chars: int = Field(256, ge=1, description="longest `stop` string")
+    max_prompts: int = Field(16, ge=1, le=1024, description="most prompts in one /v1/completions request")
+    metrics_auth: bool = Field(False, description="require an API key on /metrics too")
+    drain_timeout_s: float = Field(
+        30.0, ge=0, le=3600, description="on SIGTERM, time in-flight requests get to finish"
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights dtype: auto = float32 on CPU, the checkpoint's dtype on GPU"
+    )
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    emf: bool = Field(True, description="one CloudWatch Embedded Metric Format JSON line per request")
+    access_log: bool = Field(False, description="uvicorn's access log (EMF lines already cover requests)")
+    model_cache_dir: str | None = Field(
+        None,
+        description="where s3:// models are downloaded (default $NEXUS_CACHE or ~/.cache/nexus_llm, /serve-models)",
+    )

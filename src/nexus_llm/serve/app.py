@@ -1,0 +1,98 @@
+"""The HTTP app: thin routers over :class:`~nexus_llm.serve.serving.Serving`, built by :func:`create_app`.
+
+The factory takes the engine, so tests (and other backends) hand in their own. Middleware, outermost
+first: observation (metrics, EMF), API keys, body limits; then FastAPI's validation and the routers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from nexus_llm import __version__
+from nexus_llm.serve import schemas
+from nexus_llm.serve.admission import Admission
+from nexus_llm.serve.auth import APIKeyMiddleware, APIKeys
+from nexus_llm.serve.config import ServeConfig
+from nexus_llm.serve.engine import Engine
+from nexus_llm.serve.errors import install_error_handlers
+from nexus_llm.serve.metrics import ServeMetrics
+from nexus_llm.serve.middleware import BodyMiddleware, ObserveMiddleware
+from nexus_llm.serve.serving import ClientGone, Serving
+
+
+def create_app(
+    engine: Engine,
+    settings: ServeConfig | None = None,
+    api_keys: Iterable[str] = (),
+    *,
+    manage_engine: bool = True,
+) -> FastAPI:
+    """An app serving ``engine``. With ``manage_engine`` the app starts the engine (model loading in the
+    background, so /health answers 503 meanwhile) and shuts it down after the server drains."""
+    settings = settings or ServeConfig()
+    admission = Admission(settings.max_concurrent, settings.max_queue, settings.queue_timeout_s)
+    serving = Serving(engine, settings, admission, engine.model_name)
+    metrics = ServeMetrics(engine.stats, lambda: admission.waiting, emf=settings.emf)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        if manage_engine:
+            engine.start()
+        yield
+        serving.draining = True
+        if manage_engine:
+            await asyncio.to_thread(engine.shutdown, settings.drain_timeout_s)
+
+    app = FastAPI(title="Nexus LLM", version=__version__, lifespan=lifespan)
+    app.state.serving = serving
+    app.state.metrics = metrics
+    app.state.engine = engine
+    install_error_handlers(app)
+
+    @app.exception_handler(ClientGone)
+    async def _gone(_: Request, __: ClientGone) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """200 once the model is loaded and the engine runs; 503 while loading, failed or draining."""
+        if serving.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if not engine.is_ready():
+            stats = engine.stats()
+            state = "failed" if stats.error else "loading"
+            return JSONResponse({"status": state, "error": stats.error}, status_code=503)
+        return JSONResponse({"status": "ok", "model": serving.model_name})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        return JSONResponse(serving.models())
+
+    @app.post("/generate", response_model=schemas.GenerateResponse)
+    async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
+        """The guide's original endpoint: ``prompt``, ``max_tokens``, ``temperature``, ``top_p``."""
+        return await serving.generate(body, request)
+
+    @app.post("/v1/completions")
+    async def completions(body: schemas.CompletionRequest, request: Request) -> Response:
+        return await serving.completions(body, request)
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: schemas.ChatCompletionRequest, request: Request) -> Response:
+        return await serving.chat(body, request)
+
+    open_paths = frozenset({"/health"} if settings.metrics_auth else {"/health", "/metrics"})
+    app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(APIKeyMiddleware, keys=APIKeys(api_keys), open_paths=open_paths)
+    app.add_middleware(ObserveMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,137 @@
+"""The engine seam: what the HTTP layer asks of a text-generation backend.
+
+The HTTP layer knows only this module. It tokenizes through the engine, submits token ids with
+:class:`SamplingParams`, and reads :class:`Chunk` objects from the returned :class:`RequestHandle`
+(an async iterator). The built-in backend is :class:`nexus_llm.serve.batching.BatchingEngine`
+(continuous batching in a worker thread); another backend (vLLM on a GPU, say) plugs in by
+implementing :class:`Engine`, and tests can drive any backend without HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to continue one prompt. ``temperature == 0`` means greedy decoding."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = no top-k cut
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """New text of one request since its previous chunk; the last chunk has a ``finish_reason``."""
+
+    text: str
+    completion_tokens: int
+    prompt_tokens: int
+    finish_reason: FinishReason | None = None
+    error: str | None = None
+
+
+@dataclass
+class EngineStats:
+    """A snapshot for /metrics and /health (counters only grow)."""
+
+    ready: bool
+    alive: bool
+    running: int
+    waiting: int
+    steps: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+class EngineOverloaded(Exception):
+    """The engine cannot take another request now (its own waiting list is full)."""
+
+
+class NoChatTemplate(ValueError):
+    """The tokenizer has no chat template, so chat requests cannot be rendered."""
+
+
+class EngineNotReady(Exception):
+    """The model is not loaded yet, the engine failed, or it is shutting down."""
+
+
+_ids = itertools.count(1)
+
+
+class RequestHandle:
+    """One submitted request: iterate for chunks (on the submitting event loop), ``cancel()`` to stop it.
+
+    The engine delivers chunks on the handle's event loop (``loop.call_soon_threadsafe(handle.push, ...)``);
+    cancelling is idempotent and safe from any thread. Iteration ends after the chunk that carries a ``finish_reason``.
+    """
+
+    def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.request_id = f"req-{next(_ids)}"
+        self.prompt_tokens = prompt_tokens
+        self.loop = loop or asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Chunk] = asyncio.Queue()
+        self.cancelled = False
+        self.finished: Chunk | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def push(self, chunk: Chunk) -> None:
+        """Deliver a chunk (call on the handle's event loop)."""
+        self.queue.put_nowait(chunk)
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Chunk]:
+        while self.finished is None:
+            chunk = await self.queue.get()
+            if chunk.finish_reason is not None:
+                self.finished = chunk
+            yield chunk
+
+
+class Engine(Protocol):
+    """A generation backend; see :class:`nexus_llm.serve.batching.BatchingEngine`."""
+
+    model_name: str
+
+    @property
+    def context_length(self) -> int: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def start(self) -> None:
+        """Begin loading the model in the background; return at once."""
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop after the running requests finish (or ``timeout`` passes)."""
+
+    def is_ready(self) -> bool:
+        """The model is loaded and the engine's worker is alive."""
+
+    def stats(self) -> EngineStats: ...
+
+    def encode(self, text: str) -> list[int]:
+        """Prompt text to token ids (never empty: an empty prompt becomes the BOS token)."""
+
+    def encode_chat(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Chat messages to token ids through the tokenizer's chat template."""
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
+        """Queue a request (call on an event loop). Raises EngineOverloaded or EngineNotReady."""

@@ -1,0 +1,137 @@
+"""Find and load the model to serve: a local Hugging Face directory, or an ``s3://`` one cached locally."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nexus_llm import storage
+
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the engine, with what the engine needs to know about its tokenizer."""
+
+    model: Any
+    tokenizer: Any
+    context_length: int
+    eos_ids: frozenset[int]
+    bos_id: int | None
+    pad_id: int
+    vocab_size: int
+
+
+def check_model_dir(path: str) -> None:
+    """Fail early, with a message that says what is missing, before any heavy import."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"model directory {path!r} does not exist")
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path!r} has no config.json: pass a Hugging Face model directory (e.g. <workspace>/model)"
+        )
+    if not any(
+        (p / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+    ):
+        raise FileNotFoundError(f"{path!r} has no tokenizer files (tokenizer.json / tokenizer_config.json)")
+
+
+def _remote_identity(uri: str) -> str:
+    """A key that changes when the remote model changes (names, sizes and ETags of its files)."""
+    fs, path = storage.get_fs(uri)
+    infos = [fs.info(path)] if not fs.isdir(path) else list(fs.find(path, detail=True).values())
+    parts = sorted(
+        (str(i.get("name")), i.get("size"), str(i.get("ETag") or i.get("mtime") or "")) for i in infos
+    )
+    return hashlib.sha256(json.dumps([uri, parts], default=str).encode()).hexdigest()[:24]
+
+
+def _cache_root() -> Path:
+    """Same root as the eval stage's cache: ``NEXUS_CACHE`` or ``~/.cache/nexus_llm``."""
+    root = os.environ.get("NEXUS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nexus_llm"
+    )
+    return Path(root)
+
+
+def resolve_model(uri: str, cache_dir: str | None = None) -> str:
+    """A local directory for ``uri``: itself when local, else a cached download (re-fetched when it changes)."""
+    if not storage.is_remote(uri):
+        return uri
+    from nexus_llm.deploy.fetch_model import fetch_model  # the deploy stage's copier (dirs and .tar.gz)
+
+    root = Path(cache_dir) if cache_dir else _cache_root() / "serve-models"
+    target = root / _remote_identity(uri)
+    if (target / "config.json").is_file():
+        return str(target)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".download-", dir=root)
+    try:
+        fetch_model(uri, tmp)
+        os.replace(tmp, target)  # complete downloads only ever appear under the final name
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def _context_length(config, tokenizer) -> int:
+    for key in CONTEXT_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else 2048
+
+
+def _ids(value) -> set[int]:
+    if value is None:
+        return set()
+    return {int(v) for v in value} if isinstance(value, (list, tuple)) else {int(value)}
+
+
+def default_threads() -> int:
+    """torch threads for CPU serving: every usable core but one, which stays free for the HTTP side.
+
+    torch's OpenMP workers spin at barriers; when they share cores with the event loop (or with other
+    processes) a step can take tens of times longer, so leaving a core free matters more than using it.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
+
+
+def load_model(path: str, dtype: str = "auto", threads: int | None = None) -> LoadedModel:
+    """Load tokenizer and weights for inference (eval mode, no gradients)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cuda = torch.cuda.is_available()
+    torch.set_num_threads(threads or (torch.get_num_threads() if cuda else default_threads()))
+    torch_dtype = getattr(torch, dtype) if dtype != "auto" else ("auto" if cuda else torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    if cuda:
+        model = model.to("cuda")
+    model.eval()
+    gen = getattr(model, "generation_config", None)
+    eos = _ids(getattr(gen, "eos_token_id", None)) | _ids(tokenizer.eos_token_id)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        context_length=_context_length(model.config, tokenizer),
+        eos_ids=frozenset(eos),
+        bos_id=tokenizer.bos_token_id,
+        pad_id=int(pad),
+        vocab_size=int(model.get_input_embeddings().num_embeddings),
+    )

@@ -1,0 +1,81 @@
+"""Run the app under uvicorn with a graceful drain: SIGTERM stops new work and lets in-flight finish.
+
+On SIGTERM (what ECS sends before it stops a task) or Ctrl-C: /health turns 503 at once so the load
+balancer stops routing here, uvicorn stops accepting connections and waits up to ``drain_timeout_s``
+for in-flight responses (streams included), then the engine stops and the process exits 0.
+uvicorn's own handler would re-raise the signal after the drain and exit with 143; a finished drain
+is a clean exit, so this one does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+from contextlib import contextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from nexus_llm.serve.metrics import configure_emf_stdout
+
+log = logging.getLogger("nexus_llm.serve")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server that marks the app as draining on the first signal and exits 0 afterwards."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+        self.failed = False
+
+    @contextmanager
+    def capture_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig, frame) -> None:
+        if not self.should_exit:
+            log.info("signal %s: draining in-flight requests, then exiting", signal.Signals(sig).name)
+        self._app.state.serving.draining = True
+        super().handle_exit(sig, frame)
+
+    def stop_on_load_failure(self, engine) -> None:
+        """Exit (non-zero) when the model fails to load, instead of answering 503 forever."""
+
+        def watch() -> None:
+            if not engine.wait_ready() and engine.stats().error:
+                log.error("%s; stopping", engine.stats().error)
+                self.failed = True
+                self.should_exit = True
+
+        threading.Thread(target=watch, name="nexus-load-watch", daemon=True).start()
+
+
+def run_server(app: FastAPI, host: str, port: int, drain_timeout_s: float, access_log: bool = False) -> int:
+    """Serve ``app`` until a signal; return the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_emf_stdout()
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=math.ceil(drain_timeout_s),
+        access_log=access_log,
+        log_level="info",
+        timeout_keep_alive=5,
+    )
+    server = DrainingServer(config, app)
+    server.stop_on_load_failure(app.state.engine)
+    server.run()
+    return 1 if server.failed else 0

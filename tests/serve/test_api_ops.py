@@ -1,0 +1,198 @@
+"""Operations: /health through loading, /metrics and EMF counts, 429 backpressure, disconnects cancel."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from nexus_llm.serve.app import create_app
+from nexus_llm.serve.batching import BatchingEngine
+from nexus_llm.serve.config import ServeConfig
+from nexus_llm.serve.loading import load_model
+
+from .conftest import API_KEY, make_engine, serve_app, wait_healthy
+
+
+def _metric(text: str, name: str, **labels) -> float:
+    """The value of one Prometheus sample (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = re.compile(
+        rf"^{re.escape(name)}(\{{{re.escape(want)}\}})? (\S+)$" if want else rf"^{name} (\S+)$"
+    )
+    for line in text.splitlines():
+        m = pattern.match(line)
+        if m:
+            return float(m.groups()[-1])
+    return 0.0
+
+
+def test_health_is_503_until_the_model_is_loaded_then_200(tiny_model_dir):
+    release = threading.Event()
+
+    def slow_load():
+        release.wait(60)
+        return load_model(str(tiny_model_dir))
+
+    app = create_app(BatchingEngine(slow_load, "slow"), ServeConfig())
+    with serve_app(app) as s:
+        r = httpx.get(f"{s.url}/health")
+        assert r.status_code == 503 and r.json()["status"] == "loading"
+        r = httpx.post(f"{s.url}/v1/completions", json={"prompt": "x"})
+        assert r.status_code == 503 and r.headers["retry-after"]
+        assert r.json()["error"]["code"] == "model_not_ready"
+        release.set()
+        wait_healthy(s.url, 60)
+        assert httpx.post(f"{s.url}/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 200
+
+
+def test_health_reports_a_failed_load_as_503():
+    def broken():
+        raise OSError("no such weights")
+
+    with serve_app(create_app(BatchingEngine(broken, "broken"), ServeConfig())) as s:
+        deadline = time.monotonic() + 10
+        while (body := httpx.get(f"{s.url}/health").json())["status"] != "failed":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "no such weights" in body["error"]
+
+
+def test_metrics_and_emf_lines_count_what_was_served(tiny_engine, caplog):
+    app = create_app(tiny_engine, ServeConfig(), manage_engine=False)
+    caplog.set_level(logging.INFO, logger="nexus_llm.serve.emf")
+    with serve_app(app) as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        plain = c.post("/v1/completions", json={"prompt": "Hello", "max_tokens": 5}).json()["usage"]
+        stream = c.post("/v1/completions", json={"prompt": "The quick", "max_tokens": 7, "stream": True,
+                                                 "stream_options": {"include_usage": True}})  # fmt: skip
+        events = [json.loads(line[6:]) for line in stream.text.splitlines() if line.startswith("data: {")]
+        streamed = events[-1]["usage"]
+        chat = c.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+        )
+        chatted = chat.json()["usage"]
+        assert c.post("/v1/completions", json={"prompt": "x", "top_p": 7}).status_code == 400
+        text = c.get("/metrics").text
+    usages = [plain, streamed, chatted]
+    assert _metric(text, "nexus_requests_total", endpoint="/v1/completions", status="200") == 2
+    assert _metric(text, "nexus_requests_total", endpoint="/v1/chat/completions", status="200") == 1
+    assert _metric(text, "nexus_requests_total", endpoint="/v1/completions", status="400") == 1
+    assert _metric(text, "nexus_errors_total", type="invalid_request_error") == 1
+    assert _metric(text, "nexus_time_to_first_token_seconds_count", endpoint="/v1/completions") == 2
+    assert _metric(text, "nexus_generated_tokens_total") == sum(u["completion_tokens"] for u in usages)
+    assert _metric(text, "nexus_prompt_tokens_total") == sum(u["prompt_tokens"] for u in usages)
+    emf = [json.loads(r.getMessage()) for r in caplog.records if r.name == "nexus_llm.serve.emf"]
+    assert sorted(e["TokensGenerated"] for e in emf) == sorted([0] + [u["completion_tokens"] for u in usages])
+    assert sorted(e["StatusCode"] for e in emf) == [200, 200, 200, 400]
+    for e in emf:
+        spec = e["_aws"]["CloudWatchMetrics"][0]
+        assert spec["Namespace"] == "NexusLLM/API" and spec["Dimensions"] == [["Service"]]
+        assert {m["Name"] for m in spec["Metrics"]} == {"ResponseTime", "TokensGenerated", "ErrorCount"}
+        assert e["ResponseTime"] > 0 and e["ErrorCount"] == 0 and e["Service"]
+
+
+def test_overload_gets_429_with_retry_after_and_never_5xx(tiny_engine):
+    settings = ServeConfig(max_concurrent=2, max_queue=1, queue_timeout_s=60)
+    app = create_app(tiny_engine, settings, manage_engine=False)
+    body = {"prompt": "Hello", "max_tokens": 150, "ignore_eos": True}
+    with serve_app(app) as s:
+
+        def call(_):
+            return httpx.post(f"{s.url}/v1/completions", json=body, timeout=120)
+
+        with ThreadPoolExecutor(10) as pool:
+            responses = list(pool.map(call, range(10)))
+        codes = sorted(r.status_code for r in responses)
+        assert set(codes) <= {200, 429}
+        assert codes.count(200) >= 3 and codes.count(429) >= 1
+        rejected = next(r for r in responses if r.status_code == 429)
+        assert int(rejected.headers["retry-after"]) >= 1
+        assert rejected.json()["error"]["type"] == "rate_limit_error"
+        # capacity comes back once the burst is over
+        assert httpx.post(f"{s.url}/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def long_served(long_model_dir):
+    """A server on the 4096-token tiny model, for requests that are still running when cut off."""
+    engine = make_engine(long_model_dir)
+    with serve_app(create_app(engine, ServeConfig(max_tokens=4000))) as s:
+        wait_healthy(s.url)
+        yield s
+
+
+def _wait_cancelled(engine, before: set[str], timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = [r for r in engine.recent if r.request_id not in before]
+        if new and engine.stats().running == 0:
+            return new
+        time.sleep(0.02)
+    raise AssertionError("the engine did not finish the request after the client left")
+
+
+def test_disconnected_stream_stops_generating(long_served):
+    engine = long_served.engine
+    before = {r.request_id for r in engine.recent}
+    body = {"prompt": "Hello", "max_tokens": 4000, "ignore_eos": True, "stream": True}
+    with httpx.stream("POST", f"{long_served.url}/v1/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        seen = [line for _, line in zip(range(6), lines, strict=False)]
+        assert any(line.startswith("data: {") for line in seen)
+        assert engine.stats().running == 1
+    # leaving the block closed the connection mid-stream
+    (record,) = _wait_cancelled(engine, before)
+    assert record.finish_reason == "cancelled" and record.completion_tokens < 4000
+    text = httpx.get(f"{long_served.url}/metrics").text
+    assert _metric(text, "nexus_engine_requests_finished_total", reason="cancelled") >= 1
+
+
+def test_client_that_gives_up_on_a_plain_request_frees_its_slot(long_served):
+    engine = long_served.engine
+    before = {r.request_id for r in engine.recent}
+    body = {"prompt": "Hello", "max_tokens": 4000, "ignore_eos": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{long_served.url}/v1/completions", json=body, timeout=httpx.Timeout(60, read=1.0))
+    (record,) = _wait_cancelled(engine, before)
+    assert record.finish_reason == "cancelled" and record.completion_tokens < 4000
+
+
+def test_health_answers_fast_while_the_engine_is_busy(long_served):
+    body = {"prompt": "Hello", "max_tokens": 300, "ignore_eos": True}
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(httpx.post, f"{long_served.url}/v1/completions", json=body, timeout=120)
+                   for _ in range(8)]  # fmt: skip
+        time.sleep(0.3)
+        worst = 0.0
+        while not all(f.done() for f in futures):
+            start = time.perf_counter()
+            assert httpx.get(f"{long_served.url}/health", timeout=5).status_code == 200
+            worst = max(worst, time.perf_counter() - start)
+            time.sleep(0.05)
+        assert all(f.result().status_code == 200 for f in futures)
+    assert worst < 0.5, f"/health took {worst:.3f} s under load"  # the benchmark checks the 100 ms goal
+
+
+def test_api_keys_are_never_logged(tiny_engine, caplog, capfd):
+    key = "sk-super-secret-value-42"
+    app = create_app(tiny_engine, ServeConfig(metrics_auth=True), [key, API_KEY], manage_engine=False)
+    caplog.set_level(logging.DEBUG)
+    with serve_app(app) as s:
+        auth = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(f"{s.url}/metrics").status_code == 401
+        assert httpx.get(f"{s.url}/metrics", headers=auth).status_code == 200
+        assert httpx.get(f"{s.url}/health").status_code == 200
+        r = httpx.post(f"{s.url}/generate", json={"prompt": "x", "max_tokens": 2}, headers=auth, timeout=60)
+        assert r.status_code == 200
+        assert httpx.post(
+            f"{s.url}/generate", json={"prompt": "x"}, headers={"Authorization": "Bearer sk-wrong-1"}
+        )
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err + repr(app.user_middleware)
+    assert key not in logged and "sk-wrong-1" not in logged
