@@ -19,6 +19,7 @@ from nexus_llm.configbase import ConfigError, StrictModel
 from nexus_llm.data.config import DataConfig
 from nexus_llm.deploy.config import AwsConfig
 from nexus_llm.eval.config import EvalConfig
+from nexus_llm.pipeline.registry import RegistryConfig
 from nexus_llm.serve.config import ServeConfig
 from nexus_llm.tokenizer.config import TokenizeConfig, TokenizerConfig
 from nexus_llm.train.config import TrainConfig
@@ -56,6 +57,7 @@ class NexusConfig(StrictModel):
     eval: EvalConfig = EvalConfig()
     serve: ServeConfig = ServeConfig()
     aws: AwsConfig = AwsConfig()
+    registry: RegistryConfig = RegistryConfig()
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

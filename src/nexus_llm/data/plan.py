@@ -76,12 +76,18 @@ def split_bytes(total_bytes: int, shard_size_mb: float) -> int:
     return max(1, min(cap, max(MIN_SPLIT_BYTES, total_bytes // MIN_SPLITS)))
 
 
-def build_plan(inputs: list[str], output: str, cfg: DataConfig) -> Plan:
-    """Expand inputs, fingerprint them by content, and cut them into splits."""
+def input_identities(inputs: list[str]) -> list[dict]:
+    """The input files, in order, with their sizes and content fingerprints."""
     if not inputs:
         raise FileNotFoundError("no inputs given: pass files, directories or globs (local or s3://)")
     files = storage.expand(inputs, SUFFIXES)
-    identities = [{"uri": f, "size": storage.size(f), "fingerprint": storage.fingerprint(f)} for f in files]
+    return [{"uri": f, "size": storage.size(f), "fingerprint": storage.fingerprint(f)} for f in files]
+
+
+def build_plan(inputs: list[str], output: str, cfg: DataConfig) -> Plan:
+    """Expand inputs, fingerprint them by content, and cut them into splits."""
+    identities = input_identities(inputs)
+    files = [i["uri"] for i in identities]
     settings = cfg.settings_digest_fields()
     splits = plan_splits(files, split_bytes(sum(i["size"] for i in identities), cfg.shard_size_mb))
     return Plan(output, identities, settings, splits, digest_of(identities, settings), cfg)
