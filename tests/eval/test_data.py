@@ -92,3 +92,23 @@ def test_parquet_without_text_is_a_clear_error(tmp_path, tok):
     pq.write_table(pa.table({"id": ["a"], "body": ["no text column"]}), tmp_path / "part-00000.parquet")
     with pytest.raises(EvalError, match="text"):
         load_heldout(str(tmp_path), tok)
+
+
+def test_reads_what_nexus_data_tokenize_writes(tmp_path, tiny_model_dir, tok):
+    """The real tokenize stage's shards: the val split's documents and byte count, as from the texts."""
+    from nexus_llm.tokenizer.config import TokenizeConfig
+    from nexus_llm.tokenizer.encode import run_tokenize
+    from nexus_llm.tokenizer.shards import split_of
+
+    texts = HELDOUT_TEXTS * 4
+    ids = [f"doc-{i}" for i in range(len(texts))]
+    (tmp_path / "curated").mkdir()
+    pq.write_table(pa.table({"id": ids, "text": texts}), tmp_path / "curated" / "part-00000.parquet")
+    (tmp_path / "curated" / "manifest.json").write_text("{}")
+    cfg = TokenizeConfig(val_fraction=0.4)
+    run_tokenize(cfg, str(tmp_path / "curated"), str(tiny_model_dir), str(tmp_path / "tokens"))
+    val = [t for i, t in zip(ids, texts, strict=True) if split_of(i, 0.4, cfg.split_seed) == "val"]
+    held = load_heldout(str(tmp_path / "tokens"), tok)
+    assert 0 < len(val) < len(texts)
+    assert [d.tolist() for d in held.documents] == _expected(tok, val)
+    assert held.bytes == sum(len(t.encode()) for t in val) and held.bytes_source == "meta"

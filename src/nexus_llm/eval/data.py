@@ -1,8 +1,9 @@
 """Held-out documents for perplexity: a token directory's split, or curated Parquet tokenized on the fly.
 
 Both sources give the same thing: a list of documents as token-id arrays, each ending with the EOS id
-(exactly as ``nexus data tokenize`` lays them out in its shards), and the number of UTF-8 bytes of the
-text those tokens encode, for bits per byte.
+(exactly as ``nexus data tokenize`` lays them out in its shards: text tokens without special tokens,
+then EOS), and the number of UTF-8 bytes of the text those tokens encode, for bits per byte. A BOS,
+when the model wants one, is added at scoring time (see ``perplexity``).
 
 Byte counts: a whole token split uses ``bytes`` from its ``meta.json``; curated data counts the bytes of
 its texts; when ``limit``/``max_tokens`` keep only part of a token split, the kept documents are decoded
@@ -172,7 +173,7 @@ def _from_curated(
     def documents():
         stream = _read_texts(files, None if limit is None else limit + 1)
         while chunk := list(islice(stream, 256)):  # tokenize in batches: the fast tokenizer is parallel
-            encoded = tokenizer(chunk, add_special_tokens=True, verbose=False)["input_ids"]
+            encoded = tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
             for text, ids in zip(chunk, encoded, strict=True):
                 texts.append(text)
                 yield np.array([*ids, tokenizer.eos_token_id], dtype=np.int64)
