@@ -93,6 +93,7 @@ def seaweed_s3(workdir: Path, timeout: float = 60.0):
         f"-master.port={master}", f"-master.port.grpc={mg}", f"-volume.port={volume}",
         f"-volume.port.grpc={vg}", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={fg}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={sg}", f"-s3.config={config}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports would collide between servers
         "-master.volumeSizeLimitMB=64", "-volume.max=20",
     ]  # fmt: skip
     log = open(workdir / "seaweed.log", "wb")  # noqa: SIM115 - closed in finally
