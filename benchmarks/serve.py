@@ -1,6 +1,7 @@
 """Serving throughput and latency: the guide's server vs ``nexus serve`` on the same model and prompts.
 
     .venv/bin/python benchmarks/serve.py [--small] [--model DIR]
+    .venv/bin/python benchmarks/serve.py --engines    # the engine choice: ours vs transformers' manager
 
 The baseline is ``../shared/baselines/seed_server.py`` (the guide's FastAPI app: ``model.generate``
 inside the async endpoint, one request at a time), run as shipped, and once more with
@@ -122,6 +123,85 @@ class Server:
         self.log.close()
 
 
+def compare_engines(model_dir: Path, rows: int, tokens: int, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """The engine decision, measured: ``BatchingEngine`` vs transformers' ``ContinuousBatchingManager``.
+
+    Same process, same loaded model, same torch threads; ``rows`` requests of ``tokens`` sampled tokens
+    (temperature 0.8, top_p 0.95, no early EOS) submitted at once; rounds alternate, medians reported.
+    CPU seconds cover every thread of the process.
+    """
+    import asyncio
+    import statistics
+
+    from transformers import GenerationConfig
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    from nexus_llm.serve.batching import BatchingEngine
+    from nexus_llm.serve.engine import SamplingParams
+    from nexus_llm.serve.loading import default_threads, load_model
+
+    lm = load_model(str(model_dir), threads=default_threads())
+    prompts = [
+        lm.tokenizer(f"Chapter {i}. It was a truth universally acknowledged").input_ids for i in range(rows)
+    ]
+    engine = BatchingEngine(lambda: lm, "bench", max_batch_size=rows)
+    engine.start()
+    engine.wait_ready()
+    params = SamplingParams(max_tokens=tokens, temperature=0.8, top_p=0.95, ignore_eos=True)
+
+    async def ours_async() -> int:
+        async def one(ids):
+            handle = engine.submit(ids, params)
+            async for _ in handle:
+                pass
+            return handle.finished.completion_tokens
+
+        return sum(await asyncio.gather(*(one(p) for p in prompts)))
+
+    gen = GenerationConfig(max_new_tokens=tokens, do_sample=True, temperature=0.8, top_p=0.95, eos_token_id=-1,
+                           pad_token_id=lm.pad_id)  # fmt: skip
+    cb_config = ContinuousBatchingConfig(
+        num_blocks=64, max_batch_tokens=1024
+    )  # auto-sizing takes ~all RAM on CPU
+    manager = lm.model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb_config)
+    manager.start()
+
+    def theirs() -> int:
+        manager.add_requests(prompts, max_new_tokens=tokens)
+        done = total = 0
+        while done < rows:
+            out = manager.get_result(timeout=600)
+            if out is not None and out.is_finished():
+                done, total = done + 1, total + len(out.generated_tokens)
+        return total
+
+    runs: dict[str, list[tuple[float, float]]] = {
+        "nexus BatchingEngine": [],
+        "transformers ContinuousBatchingManager": [],
+    }
+    fns = {
+        "nexus BatchingEngine": lambda: asyncio.run(ours_async()),
+        "transformers ContinuousBatchingManager": theirs,
+    }
+    for fn in fns.values():  # warm-up
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            n = fn()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            runs[name].append((n / wall, n / cpu))
+    manager.stop(block=True, timeout=10)
+    engine.shutdown()
+    return {
+        name: {
+            "tokens_per_s": statistics.median(r[0] for r in rs),
+            "tokens_per_cpu_s": statistics.median(r[1] for r in rs),
+        }
+        for name, rs in runs.items()
+    }
+
+
 def run_levels(url: str, api: str, levels: list[int], args, stream: bool = False) -> dict[int, dict]:
     from nexus_llm.serve.bench import BenchSettings, run_bench
 
@@ -144,12 +224,21 @@ def main() -> None:
     p.add_argument("--model", type=Path, help="model directory [default: build the demo-size model]")
     p.add_argument("--levels", default="1,4,16", help="concurrency levels")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument(
+        "--engines", action="store_true", help="only compare the engines in-process (see compare_engines)"
+    )
     args = p.parse_args()
     args.max_tokens, args.per_level, args.min_requests = (32, 1, 4) if args.small else (64, 2, 4)
     args.prompt_words = 24
     levels = [int(x) for x in args.levels.split(",")]
     OUT.mkdir(exist_ok=True)
     model = args.model or build_model(OUT / "serve-model")
+    if args.engines:
+        rows, tokens = (8, 32) if args.small else (16, 64)
+        print(f"{rows} requests x {tokens} tokens, submitted at once (medians of 3 rounds):")
+        for name, r in compare_engines(model, rows, tokens).items():
+            print(f"| {name} | {r['tokens_per_s']:,.1f} | {r['tokens_per_cpu_s']:,.1f} |")
+        return
     py = sys.executable
     results: dict[str, dict] = {}
     runs = [] if args.skip_baseline else [

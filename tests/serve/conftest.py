@@ -71,20 +71,25 @@ def wait_healthy(url: str, timeout: float = 120.0) -> None:
 
 
 def make_engine(model_dir: Path, **kw) -> BatchingEngine:
-    return BatchingEngine(lambda: load_model(str(model_dir)), model_dir.name, **kw)
+    """An engine on one torch thread, as `nexus serve` runs on 2 cores (one core left for HTTP)."""
+    return BatchingEngine(lambda: load_model(str(model_dir), threads=1), model_dir.name, **kw)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tiny_engine(tiny_model_dir) -> Iterator[BatchingEngine]:
-    """One loaded engine on the tiny model, shared by the servers of the whole session."""
+    """One loaded engine on the tiny model, shared by the servers of this package's tests."""
+    import torch
+
+    threads = torch.get_num_threads()  # loading sets it process-wide; other stages' tests get it back
     engine = make_engine(tiny_model_dir, max_batch_size=16)
     engine.start()
     assert engine.wait_ready(120), engine.error
     yield engine
     engine.shutdown(10)
+    torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(tiny_engine) -> Iterator[Served]:
     """The main test server: API key required, small body limit, default concurrency."""
     settings = ServeConfig(max_body_bytes=64 * 1024, max_tokens=200)
@@ -93,7 +98,7 @@ def served(tiny_engine) -> Iterator[Served]:
         yield s
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def long_model_dir(tmp_path_factory) -> Path:
     """The tiny model with a 4096-token context, for requests that must still be running when cut."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-long"), max_positions=4096)

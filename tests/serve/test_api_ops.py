@@ -176,7 +176,10 @@ def test_health_answers_fast_while_the_engine_is_busy(long_served):
             worst = max(worst, time.perf_counter() - start)
             time.sleep(0.05)
         assert all(f.result().status_code == 200 for f in futures)
-    assert worst < 0.5, f"/health took {worst:.3f} s under load"  # the benchmark checks the 100 ms goal
+    # The guide's server holds /health for a whole generation (seconds). Client, server and engines share
+    # this process (and its GIL) and the cores are shared, so the bound is loose here; benchmarks/serve.py
+    # measures the 100 ms goal with the server in its own process.
+    assert worst < 1.0, f"/health took {worst:.3f} s under load"
 
 
 def test_api_keys_are_never_logged(tiny_engine, caplog, capfd):

@@ -34,23 +34,23 @@ def serve(
     model: str = typer.Argument(
         ..., help="Hugging Face model directory, or an s3:// URI (downloaded and cached)."
     ),
-    host: str | None = Opt(None, help="Interface to bind [default: 127.0.0.1]."),
-    port: int | None = Opt(None, help="Port [default: 8080]."),
-    max_concurrent: int | None = Opt(None, help="Requests in the engine at once [default: 100]."),
-    max_queue: int | None = Opt(None, help="Requests that may wait for a slot before 429s [default: 100]."),
-    max_batch_size: int | None = Opt(None, help="Sequences decoded together [default: 32]."),
-    max_tokens: int | None = Opt(None, help="Largest max_tokens a request may ask for [default: 4096]."),
-    max_body_bytes: int | None = Opt(None, help="Largest request body [default: 1 MiB]."),
-    model_name: str | None = Opt(None, help="Name clients use as `model` [default: the directory name]."),
+    host: str | None = Opt(None, help="Interface to bind (default: 127.0.0.1)."),
+    port: int | None = Opt(None, help="Port (default: 8080)."),
+    max_concurrent: int | None = Opt(None, help="Requests in the engine at once (default: 100)."),
+    max_queue: int | None = Opt(None, help="Requests that may wait for a slot before 429s (default: 100)."),
+    max_batch_size: int | None = Opt(None, help="Sequences decoded together (default: 32)."),
+    max_tokens: int | None = Opt(None, help="Largest max_tokens a request may ask for (default: 4096)."),
+    max_body_bytes: int | None = Opt(None, help="Largest request body (default: 1 MiB)."),
+    model_name: str | None = Opt(None, help="Name clients use as `model` (default: the directory name)."),
     api_key: list[str] = Opt([], "--api-key", help="Accepted Bearer key (repeatable; also NEXUS_API_KEYS)."),
     metrics_auth: bool | None = Opt(
         None, "--metrics-auth/--no-metrics-auth", help="Require a key on /metrics."
     ),
     drain_timeout: float | None = Opt(
-        None, help="Seconds in-flight requests get after SIGTERM [default: 30]."
+        None, help="Seconds in-flight requests get after SIGTERM (default: 30)."
     ),
-    dtype: str | None = Opt(None, help="auto | float32 | bfloat16 | float16 [default: auto]."),
-    threads: int | None = Opt(None, help="torch CPU threads."),
+    dtype: str | None = Opt(None, help="auto | float32 | bfloat16 | float16 (default: auto)."),
+    threads: int | None = Opt(None, help="torch CPU threads (default: usable cores - 1)."),
     config: Path | None = Opt(
         None, "--config", "-c", help="nexus.yaml whose `serve:` section sets defaults."
     ),
@@ -81,11 +81,11 @@ def serve(
 def _run(settings, name: str, local: str, keys: list[str]) -> int:
     from nexus_llm.serve.app import create_app
     from nexus_llm.serve.batching import BatchingEngine
-    from nexus_llm.serve.loading import load_model
+    from nexus_llm.serve.loading import default_threads, load_model
     from nexus_llm.serve.server import run_server
 
     engine = BatchingEngine(
-        lambda: load_model(local, settings.dtype, settings.threads),
+        lambda: load_model(local, settings.dtype, settings.threads or default_threads()),
         name,
         max_batch_size=settings.max_batch_size,
         max_prefill_tokens=settings.max_prefill_tokens,
@@ -115,7 +115,7 @@ def bench_serve(
     prompt_words: int = Opt(32, min=1, help="Words per prompt (prompts are deterministic)."),
     max_tokens: int = Opt(64, min=1, help="max_tokens of every request."),
     stream: bool = Opt(True, "--stream/--no-stream", help="Stream (gives TTFT and inter-token latency)."),
-    model: str | None = Opt(None, help="Model name [default: the server's, from /v1/models]."),
+    model: str | None = Opt(None, help="Model name (default: the server's, from /v1/models)."),
     api_key: str | None = Opt(None, envvar="NEXUS_API_KEY", help="Bearer key (or NEXUS_API_KEY)."),
     temperature: float = Opt(0.8, min=0.0, help="Sampling temperature."),
     ignore_eos: bool = Opt(False, help="Ask for exactly max_tokens tokens (nexus servers only)."),

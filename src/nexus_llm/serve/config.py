@@ -56,7 +56,9 @@ class ServeConfig(StrictModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights dtype: auto = float32 on CPU, the checkpoint's dtype on GPU"
     )
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (default: usable cores - 1, one core stays free for HTTP)"
+    )
     emf: bool = Field(True, description="one CloudWatch Embedded Metric Format JSON line per request")
     access_log: bool = Field(False, description="uvicorn's access log (EMF lines already cover requests)")
     model_cache_dir: str | None = Field(

@@ -116,7 +116,8 @@ def load_model(path: str, dtype: str = "auto", threads: int | None = None) -> Lo
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cuda = torch.cuda.is_available()
-    torch.set_num_threads(threads or (torch.get_num_threads() if cuda else default_threads()))
+    if threads and not cuda:
+        torch.set_num_threads(threads)  # process-wide: the server passes default_threads()
     torch_dtype = getattr(torch, dtype) if dtype != "auto" else ("auto" if cuda else torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
