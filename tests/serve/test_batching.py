@@ -145,3 +145,27 @@ def test_engine_refuses_work_until_loaded_and_reports_a_failed_load():
     engine.start()
     assert engine.wait_ready(10) is False
     assert "disk on fire" in engine.stats().error and not engine.is_ready()
+
+
+def test_a_failing_step_fails_its_batch_and_the_engine_keeps_serving(tiny_engine, monkeypatch):
+    from nexus_llm.serve import kvbatch
+
+    real = kvbatch.decode
+    calls = {"n": 0}
+
+    def flaky(*args, **kw):  # the third decode step runs out of memory, say
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated failure")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(kvbatch, "decode", flaky)
+
+    async def main():
+        failed = await _run(tiny_engine, "Hello", SamplingParams(max_tokens=20, ignore_eos=True))
+        after = await _run(tiny_engine, "Hello", SamplingParams(max_tokens=5, ignore_eos=True))
+        return failed, after
+
+    (_, failed), (_, after) = asyncio.run(main())
+    assert failed.finish_reason == "error" and "RuntimeError" in failed.error
+    assert after.finish_reason == "length" and tiny_engine.is_ready()

@@ -65,33 +65,15 @@ def serve(
         "dtype": dtype, "threads": threads,
     })  # fmt: skip
     keys = keys_from(api_key)
-    from nexus_llm.serve.loading import check_model_dir, resolve_model
+    from nexus_llm.serve.server import resolve_served_model, serve_local_model
 
     try:
-        local = resolve_model(model, settings.model_cache_dir)
-        check_model_dir(local)
+        local, name = resolve_served_model(model, settings)
     except OSError as err:
         console.print(f"[bold red]cannot serve {model}[/]: {err}")
         raise typer.Exit(2) from None
-    name = settings.model_name or Path(model.rstrip("/")).name
     _print_plan(settings, name, local, keys)
-    sys.exit(_run(settings, name, local, keys))
-
-
-def _run(settings, name: str, local: str, keys: list[str]) -> int:
-    from nexus_llm.serve.app import create_app
-    from nexus_llm.serve.batching import BatchingEngine
-    from nexus_llm.serve.loading import default_threads, load_model
-    from nexus_llm.serve.server import run_server
-
-    engine = BatchingEngine(
-        lambda: load_model(local, settings.dtype, settings.threads or default_threads()),
-        name,
-        max_batch_size=settings.max_batch_size,
-        max_prefill_tokens=settings.max_prefill_tokens,
-    )
-    app = create_app(engine, settings, keys)
-    return run_server(app, settings.host, settings.port, settings.drain_timeout_s, settings.access_log)
+    sys.exit(serve_local_model(local, name, settings, keys))
 
 
 def _print_plan(settings, name: str, local: str, keys: list[str]) -> None:

@@ -125,6 +125,9 @@ class Engine(Protocol):
     def is_ready(self) -> bool:
         """The model is loaded and the engine's worker is alive."""
 
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until ready (True), or until loading failed or ``timeout`` passed (False)."""
+
     def stats(self) -> EngineStats: ...
 
     def encode(self, text: str) -> list[int]:

@@ -13,11 +13,14 @@ import logging
 import math
 import signal
 import threading
+from collections.abc import Iterable
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
+from nexus_llm.serve.config import ServeConfig
 from nexus_llm.serve.metrics import configure_emf_stdout
 
 log = logging.getLogger("nexus_llm.serve")
@@ -79,3 +82,35 @@ def run_server(app: FastAPI, host: str, port: int, drain_timeout_s: float, acces
     server.stop_on_load_failure(app.state.engine)
     server.run()
     return 1 if server.failed else 0
+
+
+def resolve_served_model(model: str, settings: ServeConfig) -> tuple[str, str]:
+    """(local directory, served name) for ``model``, a directory or ``s3://`` URI; raises OSError."""
+    from nexus_llm.serve.loading import check_model_dir, resolve_model
+
+    local = resolve_model(model, settings.model_cache_dir)
+    check_model_dir(local)
+    return local, settings.model_name or Path(model.rstrip("/")).name
+
+
+def serve_local_model(local: str, name: str, settings: ServeConfig, api_keys: Iterable[str] = ()) -> int:
+    """Load ``local`` in the background and serve it until a signal; return the exit code."""
+    from nexus_llm.serve.app import create_app
+    from nexus_llm.serve.batching import BatchingEngine
+    from nexus_llm.serve.loading import default_threads, load_model
+
+    engine = BatchingEngine(
+        lambda: load_model(local, settings.dtype, settings.threads or default_threads()),
+        name,
+        max_batch_size=settings.max_batch_size,
+        max_prefill_tokens=settings.max_prefill_tokens,
+    )
+    app = create_app(engine, settings, api_keys)
+    return run_server(app, settings.host, settings.port, settings.drain_timeout_s, settings.access_log)
+
+
+def serve_model(model: str, settings: ServeConfig | None = None, api_keys: Iterable[str] = ()) -> int:
+    """The library form of ``nexus serve MODEL``: serve until SIGTERM, return the exit code."""
+    settings = settings or ServeConfig()
+    local, name = resolve_served_model(model, settings)
+    return serve_local_model(local, name, settings, api_keys)
