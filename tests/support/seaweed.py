@@ -105,7 +105,7 @@ def seaweed_s3(workdir: Path, timeout: float = 60.0):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=3)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -1,0 +1,97 @@
+"""Skip, force and until semantics of the runner, with the stages replaced by recorders (a seam test;
+the real stages run end to end in test_run_e2e.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus_llm import storage
+from nexus_llm.config import parse_config
+from nexus_llm.pipeline import runner
+from nexus_llm.pipeline.stages import STAGES
+
+
+@pytest.fixture
+def recorded(monkeypatch, corpus_slice, tmp_path):
+    calls: list[str] = []
+
+    def fake_run_stage(stage, cfg, layout):
+        calls.append(stage)
+        manifest = {"stage": stage}
+        storage.write_manifest(layout.output_of(stage), manifest)
+        return manifest
+
+    monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    cfg = parse_config({"workspace": str(tmp_path / "ws"), "data": {"inputs": [str(corpus_slice)]}})
+    return cfg, calls
+
+
+def statuses(results):
+    return [r.status for r in results]
+
+
+def test_second_run_skips_everything_and_until_stops_early(recorded):
+    cfg, calls = recorded
+    assert statuses(runner.run_pipeline(cfg, until="tokenize")) == ["done"] * 3 + ["not run"] * 2
+    assert statuses(runner.run_pipeline(cfg)) == ["skipped"] * 3 + ["done"] * 2
+    assert statuses(runner.run_pipeline(cfg)) == ["skipped"] * 5
+    assert calls == list(STAGES)
+
+
+def test_a_setting_change_reruns_that_stage_and_the_ones_after(recorded):
+    cfg, calls = recorded
+    runner.run_pipeline(cfg)
+    calls.clear()
+    changed = cfg.model_copy(update={"tokenize": cfg.tokenize.model_copy(update={"val_fraction": 0.2})})
+    assert statuses(runner.run_pipeline(changed)) == ["skipped", "skipped", "done", "done", "done"]
+    assert calls == ["tokenize", "train", "eval"]
+
+
+def test_force_redoes_a_stage_and_everything_after(recorded):
+    cfg, calls = recorded
+    runner.run_pipeline(cfg)
+    calls.clear()
+    assert statuses(runner.run_pipeline(cfg, force="train")) == ["skipped"] * 3 + ["done"] * 2
+    assert calls == ["train", "eval"]
+
+
+def test_a_missing_manifest_reruns_the_stage(recorded, tmp_path):
+    cfg, calls = recorded
+    runner.run_pipeline(cfg)
+    calls.clear()
+    storage.remove(str(tmp_path / "ws" / "tokenizer" / "manifest.json"))
+    assert statuses(runner.run_pipeline(cfg)) == ["skipped", "done", "skipped", "skipped", "skipped"]
+
+
+def test_input_content_change_reruns_from_data(recorded, corpus_slice):
+    cfg, calls = recorded
+    runner.run_pipeline(cfg)
+    calls.clear()
+    corpus_slice.write_text(corpus_slice.read_text() + '{"id": "new", "text": "one more document"}\n')
+    try:
+        assert statuses(runner.run_pipeline(cfg)) == ["done"] * 5
+    finally:
+        corpus_slice.write_text("".join(corpus_slice.read_text().splitlines(keepends=True)[:-1]))
+
+
+def test_failed_stage_is_reported_and_rerun(recorded, monkeypatch):
+    cfg, calls = recorded
+    real = runner.run_stage
+
+    def failing(stage, c, layout):
+        if stage == "train":
+            raise RuntimeError("boom")
+        return real(stage, c, layout)
+
+    monkeypatch.setattr(runner, "run_stage", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        runner.run_pipeline(cfg)
+    monkeypatch.setattr(runner, "run_stage", real)
+    calls.clear()
+    assert statuses(runner.run_pipeline(cfg)) == ["skipped"] * 3 + ["done"] * 2
+
+
+def test_unknown_stage_names_are_rejected(recorded):
+    cfg, _ = recorded
+    with pytest.raises(ValueError, match="choose one of"):
+        runner.run_pipeline(cfg, force="training")
