@@ -18,6 +18,7 @@ _FTFY = ftfy.TextFixerConfig(explain=False, normalization=None)
 # (tests/data/test_clean.py checks this equivalence); most English text takes this fast path.
 _FTFY_TRIGGERS = re.compile(r"[&\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _H_SPACE = re.compile(r"[^\S\n]+")
+_ODD_SPACE = re.compile(r"  |[\t\x0b\x0c]")
 
 
 def needs_ftfy(text: str) -> bool:
@@ -32,7 +33,9 @@ def clean_text(text: str, cfg: CleanConfig) -> str:
     if cfg.normalization != "none" and not text.isascii():
         text = unicodedata.normalize(cfg.normalization, text)
     if cfg.collapse_spaces:
-        lines = [line.strip() for line in _H_SPACE.sub(" ", text).split("\n")]
+        if not text.isascii() or _ODD_SPACE.search(text):  # most text has single spaces only
+            text = _H_SPACE.sub(" ", text)
+        lines = [line.strip() for line in text.split("\n")]
     else:
         lines = [line.rstrip() for line in text.split("\n")]
     return _limit_blank_lines(lines, cfg.max_blank_lines).strip()

@@ -35,6 +35,12 @@ class _WordHashes(dict):
 _WORD_HASHES = _WordHashes()
 
 
+def word_hashes(words: list[str]) -> np.ndarray:
+    """64-bit hashes of words (xxh3), as an array."""
+    # map() over a dict's C lookup keeps the per-word cost out of the interpreter loop.
+    return np.fromiter(map(_WORD_HASHES.__getitem__, words), dtype=np.uint64, count=len(words))
+
+
 class DocView:
     """Lazily computed views of one cleaned text (lines, words, n-gram hashes)."""
 
@@ -74,8 +80,7 @@ class DocView:
 
     @cached_property
     def word_hashes(self) -> np.ndarray:
-        # map() over a dict's C lookup keeps the per-word cost out of the interpreter loop.
-        return np.fromiter(map(_WORD_HASHES.__getitem__, self.words), dtype=np.uint64, count=len(self.words))
+        return word_hashes(self.words)
 
     @cached_property
     def _ngram_cache(self) -> dict[int, np.ndarray]:

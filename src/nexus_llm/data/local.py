@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-import numpy as np
-
-from nexus_llm import storage
 from nexus_llm.console import progress
-from nexus_llm.data import dedup
-from nexus_llm.data.plan import Plan
 
 
 class LocalExecutor:
@@ -42,45 +35,5 @@ class LocalExecutor:
                         bar.advance(task)
         return results  # type: ignore[return-value]
 
-    def link_keys(
-        self, plan: Plan, splits: Sequence[int], columns: Sequence[int], memory_bytes: int
-    ) -> list[np.ndarray]:
-        """For each key column, pairs linking documents with equal keys.
-
-        Keys are grouped one hash range at a time, so the arrays held at once stay within
-        ``memory_bytes`` (16 bytes per document in the range) however large the corpus.
-        """
-        with tempfile.TemporaryDirectory(prefix="nexus-keys-") as cache:
-            arrays = [
-                (_local(plan, i, "keys.npy", cache), _local(plan, i, "ordinals.npy", cache)) for i in splits
-            ]
-            total = sum(len(np.load(o, mmap_mode="r")) for _, o in arrays)
-            parts = dedup.key_ranges(total, memory_bytes)
-            out = []
-            for col in columns:
-                links = []
-                for part in range(parts):
-                    keys, ordinals = [], []
-                    for k_path, o_path in arrays:
-                        k = np.load(k_path, mmap_mode="r")[:, col]
-                        mask = dedup.range_of(k, parts) == np.uint64(part)
-                        keys.append(k[mask])
-                        ordinals.append(np.load(o_path, mmap_mode="r")[mask])
-                    if keys:
-                        links.append(dedup.link_equal_keys(np.concatenate(keys), np.concatenate(ordinals)))
-                out.append(dedup.unique_pairs(links))
-        return out
-
     def close(self) -> None:
         pass
-
-
-def _local(plan: Plan, split: int, name: str, cache: str) -> str:
-    """A local path for a work file (downloaded once when the work directory is remote)."""
-    uri = storage.join(plan.split_dir(split), name)
-    if not storage.is_remote(uri):
-        return uri
-    local = os.path.join(cache, f"{split:05d}-{name}")
-    with storage.open_file(uri, "rb") as src, open(local, "wb") as dst:
-        shutil.copyfileobj(src, dst, 8 << 20)
-    return local

@@ -9,14 +9,14 @@ answer, so callers may use any batch size.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
 
-from nexus_llm.data.document import DocView
+from nexus_llm.data.document import DocView, word_hashes
 
 _NGRAM_MUL = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (splitmix64's increment)
-_DOC_SALT = np.uint64(0xD6E8FEB86659FD93)
 
 
 class NgramBatch:
@@ -27,8 +27,10 @@ class NgramBatch:
         self.docs = len(views)
         self.starts = np.concatenate(([0], np.cumsum(counts)))
         total = int(self.starts[-1])
-        self.hashes = np.concatenate([v.word_hashes for v in views]) if total else np.empty(0, np.uint64)
-        self.lengths = np.concatenate([v.word_lengths for v in views]) if total else np.empty(0, np.int64)
+        # One pass over all the batch's words (not one numpy call per document).
+        words = list(itertools.chain.from_iterable(v.words for v in views))
+        self.hashes = word_hashes(words)
+        self.lengths = np.fromiter(map(len, words), dtype=np.int64, count=total)
         self.doc_of_word = np.repeat(np.arange(self.docs), counts)
         self.total_chars = np.bincount(self.doc_of_word, weights=self.lengths, minlength=self.docs)
         self._char_prefix = np.concatenate(([0], np.cumsum(self.lengths)))
@@ -56,10 +58,15 @@ class NgramBatch:
         return rolled[inside], pos[inside]
 
     def _keyed(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """n-gram hashes salted with their document, so equal keys mean same document and n-gram."""
+        """Document-major keys ``doc << 40 | top 40 bits of the n-gram hash``, and n-gram positions.
+
+        Sorting them groups a batch by document, then by n-gram, so every per-document result is a
+        contiguous segment (``reduceat``). 40 bits of hash keep a false match inside one document of
+        a few thousand n-grams below one in 10^5.
+        """
         hashes, pos = self.ngrams(n)
         doc = self.doc_of_word[pos].astype(np.uint64)
-        return hashes ^ ((doc + np.uint64(1)) * _DOC_SALT), pos
+        return (doc << np.uint64(40)) | (hashes >> np.uint64(24)), pos
 
     def top_ngram_char_fraction(self, n: int) -> np.ndarray:
         """Per document: characters of its most frequent n-gram (times its count) over word characters.
@@ -74,15 +81,19 @@ class NgramBatch:
         order = np.argsort(keys)
         k = keys[order]
         first = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
-        count = np.diff(np.append(first, len(k)))
+        count = np.diff(np.append(first, len(k))).astype(np.uint64)
         run_pos = pos[order][first]
-        run_doc = self.doc_of_word[run_pos]
-        run_chars = self._char_prefix[run_pos + n] - self._char_prefix[run_pos]
-        best = np.lexsort((run_chars, count, run_doc))  # per document, the last is the best run
-        last = best[np.append(run_doc[best][1:] != run_doc[best][:-1], True)]
-        repeated = last[count[last] >= 2]
-        docs = run_doc[repeated]
-        out[docs] = count[repeated] * run_chars[repeated] / np.maximum(self.total_chars[docs], 1)
+        chars = (self._char_prefix[run_pos + n] - self._char_prefix[run_pos]).astype(np.uint64)
+        run_doc = k[first] >> np.uint64(40)
+        doc_first = np.flatnonzero(np.concatenate(([True], run_doc[1:] != run_doc[:-1])))
+        best = np.maximum.reduceat(
+            (count << np.uint64(32)) | np.minimum(chars, np.uint64(0xFFFFFFFF)), doc_first
+        )
+        docs = run_doc[doc_first].astype(np.int64)
+        best_count, best_chars = best >> np.uint64(32), best & np.uint64(0xFFFFFFFF)
+        repeated = best_count >= 2
+        docs = docs[repeated]
+        out[docs] = (best_count[repeated] * best_chars[repeated]) / np.maximum(self.total_chars[docs], 1)
         return out
 
     def duplicate_ngram_char_fraction(self, n: int, docs: np.ndarray | None = None) -> np.ndarray:
@@ -109,3 +120,9 @@ class NgramBatch:
         covered = np.cumsum(cover[:-1]) > 0
         chars = np.bincount(self.doc_of_word[covered], weights=self.lengths[covered], minlength=self.docs)
         return chars / np.maximum(self.total_chars, 1)
+
+    def shingles_by_document(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n-gram hashes of every document, in document order, and each document's slice bounds."""
+        hashes, pos = self.ngrams(n)
+        bounds = np.searchsorted(self.doc_of_word[pos], np.arange(self.docs + 1))
+        return hashes, bounds

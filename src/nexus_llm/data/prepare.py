@@ -21,7 +21,7 @@ from nexus_llm.console import console, table
 from nexus_llm.data import dedup
 from nexus_llm.data.config import DataConfig
 from nexus_llm.data.plan import Plan, build_plan
-from nexus_llm.data.tasks import load_array, map_split, write_split
+from nexus_llm.data.tasks import link_column, load_array, map_split, write_split
 
 OUTPUT_PATTERNS = ("part-*.parquet", "rejected", "quarantine")
 
@@ -130,7 +130,10 @@ def _deduplicate(plan: Plan, executor: Executor, map_stats: list[dict], memory_b
     columns = ([0] if cfg.exact else []) + (list(range(1, cfg.near.bands + 1)) if cfg.near.enabled else [])
     if not columns or not splits:
         return dedup.Resolution({}, 0, 0, 0, 0), {}
-    links = executor.link_keys(plan, splits, columns, memory_bytes)
+    parts = dedup.key_ranges(sum(s["candidates"] for s in map_stats), memory_bytes)
+    tasks = [(c, p) for c in columns for p in range(parts)]
+    found = executor.run(partial(link_column, plan, splits, parts), tasks, "group dedup keys")
+    links = [dedup.unique_pairs(found[i * parts : (i + 1) * parts]) for i in range(len(columns))]
     exact_pairs = links[0] if cfg.exact else np.empty((0, 2), np.int64)
     near_pairs = np.empty((0, 2), np.int64)
     band_pairs = dedup.unique_pairs(links[1:] if cfg.exact else links)

@@ -1,10 +1,11 @@
-"""The Spark engine: the same per-split tasks as Spark tasks, equal keys grouped by a Spark shuffle.
+"""The Spark engine: the same tasks as the local engine, run as Spark tasks across a cluster.
 
-Per-split work (read, clean, filter, fingerprint; write survivors) runs the very functions the local
-engine runs, one Spark task per split, so both engines decide identically. Grouping documents by
-their dedup keys, the step whose memory grows with the corpus, is a ``groupBy`` over a DataFrame
-built with Arrow from the splits' key files; only the resulting links (one per duplicate) come back
-to the driver.
+Every phase is a list of independent tasks over files in the work directory (a split to read, clean,
+filter and fingerprint; a key column and hash range to group; a split to write), so Spark only has to
+run the very functions the local engine runs, one Spark task each, and both engines decide
+identically. No shuffle is needed: a grouping task reads just its key column of every split, and its
+memory is bounded by the hash range it groups. Only the links (one per duplicate) and per-task
+statistics come back to the driver.
 """
 
 from __future__ import annotations
@@ -13,17 +14,11 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import numpy as np
-
-from nexus_llm import storage
 from nexus_llm.console import console
-from nexus_llm.data import dedup
-from nexus_llm.data.plan import Plan
-from nexus_llm.data.tasks import load_array
 
 KEY_SCHEMA = "col int, key long, ordinal long"
 
@@ -84,30 +79,6 @@ class SparkExecutor:
             pairs = sc.parallelize(list(enumerate(items)), len(items)).map(partial(_indexed, fn)).collect()
         return [result for _, result in sorted(pairs, key=lambda p: p[0])]
 
-    def link_keys(
-        self, plan: Plan, splits: Sequence[int], columns: Sequence[int], memory_bytes: int
-    ) -> list[np.ndarray]:
-        """Group equal keys with a shuffle; link each document to the first with its key."""
-        from pyspark.sql import functions as F
-
-        splits_df = self.spark.createDataFrame([(int(s),) for s in splits], "split int").repartition(
-            len(splits), "split"
-        )
-        keyed = splits_df.mapInArrow(partial(_key_batches, plan, list(columns)), KEY_SCHEMA)
-        grouped = (
-            keyed.groupBy("col", "key")
-            .agg(F.min("ordinal").alias("first"), F.collect_list("ordinal").alias("members"))
-            .where(F.size("members") > 1)
-        )
-        links = grouped.select("col", "first", F.explode("members").alias("other")).where("other != first")
-        with console.status("spark: group dedup keys"):
-            table = links.toArrow()
-        col = table.column("col").to_numpy()
-        pairs = np.stack([table.column("first").to_numpy(), table.column("other").to_numpy()], axis=1).astype(
-            np.int64
-        )
-        return [dedup.unique_pairs([pairs[col == c]]) for c in columns]
-
     def close(self) -> None:
         if self._own:
             self.spark.stop()
@@ -115,24 +86,3 @@ class SparkExecutor:
 
 def _indexed(fn: Any, pair: tuple[int, Any]) -> tuple[int, dict]:
     return pair[0], fn(pair[1])
-
-
-def _key_batches(plan: Plan, columns: list[int], batches: Iterator[Any]) -> Iterator[Any]:
-    """Arrow batches of (column, key, ordinal) for the splits named in the incoming batches."""
-    import pyarrow as pa
-
-    for batch in batches:
-        for split in batch.column("split").to_pylist():
-            d = plan.split_dir(split)
-            keys = load_array(storage.join(d, "keys.npy"))
-            ordinals = np.asarray(load_array(storage.join(d, "ordinals.npy")), dtype=np.int64)
-            for c in columns:
-                yield pa.RecordBatch.from_arrays(
-                    [
-                        pa.array(np.full(len(ordinals), c, dtype=np.int32)),
-                        # Spark has no unsigned 64-bit type: the same bits as a signed long keep equality.
-                        pa.array(np.ascontiguousarray(keys[:, c]).view(np.int64)),
-                        pa.array(ordinals),
-                    ],
-                    names=["col", "key", "ordinal"],
-                )

@@ -11,12 +11,11 @@ run again.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,9 +24,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nexus_llm import storage
+from nexus_llm.data import dedup
 from nexus_llm.data.clean import clean_text
 from nexus_llm.data.document import DocView
-from nexus_llm.data.filters import apply_filters_batch
+from nexus_llm.data.filters import filter_batch
 from nexus_llm.data.minhash import MinHasher, band_keys, exact_hash
 from nexus_llm.data.plan import Plan
 from nexus_llm.data.readers import Bad, Split, read_split
@@ -148,7 +148,10 @@ def map_split(plan: Plan, split: Split) -> dict:
                     chars_in += len(rec.text)
                     good.append((ordinal(split.index, pos), rec))
             views = [DocView(clean_text(rec.text, cfg.clean)) for _, rec in good]
-            for (o, rec), (view, reason) in zip(good, apply_filters_batch(views, cfg.filters), strict=True):
+            filtered = filter_batch(views, cfg.filters)
+            kept_views, kept_rows = [], []
+            position = {i: j for j, i in enumerate(filtered.ngram_rows)}
+            for i, ((o, rec), (view, reason)) in enumerate(zip(good, filtered.results, strict=True)):
                 if reason is not None:
                     reasons[reason] += 1
                     rejected.add(
@@ -160,8 +163,10 @@ def map_split(plan: Plan, split: Split) -> dict:
                 )
                 ordinals.append(o)
                 exact.append(exact_hash(view.text))
-                if hasher is not None:
-                    sigs.append(hasher.signature(view))
+                kept_views.append(view)
+                kept_rows.append(position[i])
+            if hasher is not None and kept_views:
+                sigs.append(hasher.signatures(kept_views, filtered.ngrams, kept_rows))
         docs.close()
         rejected.close()
         quarantine.close()
@@ -169,11 +174,12 @@ def map_split(plan: Plan, split: Split) -> dict:
         keys = np.asarray(exact, dtype=np.uint64).reshape(-1, 1)
         if hasher is not None:
             near = cfg.dedup.near
-            sig_matrix = np.stack(sigs) if sigs else np.empty((0, near.num_perm), np.uint32)
+            sig_matrix = np.concatenate(sigs) if sigs else np.empty((0, near.num_perm), np.uint32)
             np.save(os.path.join(tmp, "sigs.npy"), sig_matrix)
             keys = np.concatenate([keys, band_keys(sig_matrix, near.bands, near.rows)], axis=1)
         np.save(os.path.join(tmp, "ordinals.npy"), np.asarray(ordinals, dtype=np.int64))
-        np.save(os.path.join(tmp, "keys.npy"), keys)
+        # Stored key column by key column, so a grouping task reads just the column it groups.
+        np.save(os.path.join(tmp, "keys.npy"), np.ascontiguousarray(keys.T))
         stats = {
             "split": split.index,
             "records": records,
@@ -262,5 +268,33 @@ def load_array(uri: str) -> np.ndarray:
     return np.load(uri, mmap_mode="r")
 
 
-def stats_json(stats: dict) -> str:
-    return json.dumps(stats, sort_keys=True)
+def load_row(uri: str, row: int) -> np.ndarray:
+    """One row of a 2-D ``.npy`` (a key column): memory-mapped locally, one ranged read remotely."""
+    if not storage.is_remote(uri):
+        return np.load(uri, mmap_mode="r")[row]
+    with storage.open_file(uri, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(fh)
+        fh.seek(fh.tell() + row * shape[1] * dtype.itemsize)
+        return np.frombuffer(fh.read(shape[1] * dtype.itemsize), dtype=dtype)
+
+
+def link_column(plan: Plan, splits: Sequence[int], parts: int, task: tuple[int, int]) -> np.ndarray:
+    """Links ``(first, other)`` between documents with equal keys in one key column and hash range.
+
+    Only the range's keys are held (16 bytes per document), so ``parts`` bounds a task's memory.
+    """
+    column, part = task
+    keys, ordinals = [], []
+    for split in splits:
+        d = plan.split_dir(split)
+        k = load_row(storage.join(d, "keys.npy"), column)
+        mask = dedup.range_of(k, parts) == np.uint64(part)
+        keys.append(k[mask])
+        ordinals.append(np.asarray(load_array(storage.join(d, "ordinals.npy")))[mask])
+    if not keys:
+        return np.empty((0, 2), dtype=np.int64)
+    return dedup.link_equal_keys(np.concatenate(keys), np.concatenate(ordinals))

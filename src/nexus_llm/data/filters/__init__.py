@@ -7,6 +7,8 @@ tasks — calls :func:`apply_filters`, so both engines decide identically.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nexus_llm.data.config import FiltersConfig
 from nexus_llm.data.document import DocView
 from nexus_llm.data.filters.c4 import c4_document_filter, c4_line_filter, count_sentences
@@ -16,12 +18,15 @@ from nexus_llm.data.filters.gopher import (
     gopher_repetition_filter,
 )
 from nexus_llm.data.filters.guide import length_filter, line_break_filter
+from nexus_llm.data.ngrams import NgramBatch
 
 __all__ = [
+    "FilteredBatch",
     "apply_filters",
     "apply_filters_batch",
     "c4_document_filter",
     "c4_line_filter",
+    "filter_batch",
     "gopher_quality_filter",
     "gopher_repetition_filter",
     "length_filter",
@@ -31,18 +36,32 @@ __all__ = [
 
 def apply_filters(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | None]:
     """Run the enabled filters in order: the (possibly edited) view and the first failure, if any."""
-    return apply_filters_batch([view], cfg)[0]
+    return filter_batch([view], cfg).results[0]
 
 
 def apply_filters_batch(views: list[DocView], cfg: FiltersConfig) -> list[tuple[DocView, str | None]]:
     """:func:`apply_filters` for many documents; the n-gram rules run vectorised over the batch."""
+    return filter_batch(views, cfg).results
+
+
+@dataclass
+class FilteredBatch:
+    """Filter results, and the n-gram statistics built on the way (reused for MinHash signatures)."""
+
+    results: list[tuple[DocView, str | None]]
+    ngrams: NgramBatch | None  # over the documents that passed the per-document filters
+    ngram_rows: list[int]  # their positions in ``results``
+
+
+def filter_batch(views: list[DocView], cfg: FiltersConfig) -> FilteredBatch:
     out = [_per_document(v, cfg) for v in views]
-    if cfg.gopher_repetition.enabled:
-        alive = [i for i, (_, reason) in enumerate(out) if reason is None]
-        reasons = gopher_repetition_batch([out[i][0] for i in alive], cfg.gopher_repetition)
-        for i, reason in zip(alive, reasons, strict=True):
+    rows = [i for i, (_, reason) in enumerate(out) if reason is None]
+    ngrams = NgramBatch([out[i][0] for i in rows]) if rows else None
+    if cfg.gopher_repetition.enabled and ngrams is not None:
+        reasons = gopher_repetition_batch([out[i][0] for i in rows], cfg.gopher_repetition, ngrams)
+        for i, reason in zip(rows, reasons, strict=True):
             out[i] = (out[i][0], reason)
-    return out
+    return FilteredBatch(out, ngrams, rows)
 
 
 def _per_document(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | None]:

@@ -26,8 +26,8 @@ def gopher_quality_filter(view: DocView, cfg: GopherQualityFilter) -> str | None
         return "gopher_quality.min_words"
     if n > cfg.max_words:
         return "gopher_quality.max_words"
-    lengths = view.word_lengths
-    mean = float(lengths.mean()) if len(lengths) else 0.0
+    words = view.words
+    mean = sum(map(len, words)) / len(words) if words else 0.0
     if mean < cfg.min_avg_word_length:
         return "gopher_quality.min_avg_word_length"
     if mean > cfg.max_avg_word_length:
@@ -93,14 +93,18 @@ def _line_rules(view: DocView, cfg: GopherRepetitionFilter) -> str | None:
     return None
 
 
-def gopher_repetition_batch(views: Sequence[DocView], cfg: GopherRepetitionFilter) -> list[str | None]:
-    """The repetition rules for many documents at once (same answers as one at a time)."""
+def gopher_repetition_batch(
+    views: Sequence[DocView], cfg: GopherRepetitionFilter, batch: NgramBatch | None = None
+) -> list[str | None]:
+    """The repetition rules for many documents at once (same answers as one at a time).
+
+    ``batch``, when given, holds the n-gram statistics of exactly ``views``.
+    """
     reasons = [_line_rules(v, cfg) for v in views]
-    alive = [i for i, r in enumerate(reasons) if r is None]
-    if not alive:
-        return reasons
-    batch = NgramBatch([views[i] for i in alive])
-    pending = np.ones(len(alive), dtype=bool)
+    if batch is None:
+        batch = NgramBatch(views)
+    alive = list(range(len(views)))
+    pending = np.array([r is None for r in reasons], dtype=bool)
     for n, limit in sorted(cfg.max_top_ngram_char_frac.items()):
         fails = pending & (batch.top_ngram_char_fraction(n) > limit)
         for j in np.flatnonzero(fails):
