@@ -68,10 +68,31 @@ def _root(
     """Nexus LLM."""
 
 
+# Which extra provides a third-party module, for a helpful message when one is not installed.
+EXTRAS = {
+    "ftfy": "data", "scipy": "data", "pyspark": "data",
+    "torch": "model", "transformers": "model", "tokenizers": "model", "safetensors": "model",
+    "accelerate": "train", "peft": "train", "tensorboard": "train", "matplotlib": "train", "mlflow": "train",
+    "lm_eval": "eval",
+    "fastapi": "serve", "uvicorn": "serve", "httpx": "serve", "prometheus_client": "serve",
+    "boto3": "aws", "botocore": "aws", "troposphere": "aws",
+}  # fmt: skip
+
+
 def main() -> None:
     """Console-script entry: user errors print a clear message and exit 2, without a traceback."""
     try:
         app()
+    except ModuleNotFoundError as err:
+        extra = EXTRAS.get((err.name or "").split(".")[0])
+        if extra is None:
+            raise
+        console.print(
+            f"[bold red]missing dependency[/]: this command needs {err.name!r}. "
+            f"Install it with: pip install 'nexus-llm[{extra}]' (or 'nexus-llm[all]')",
+            soft_wrap=True,
+        )
+        sys.exit(2)
     except ConfigError as err:
         console.print(f"[bold red]config error[/]: {err}", soft_wrap=True)
         sys.exit(2)
