@@ -272,3 +272,116 @@ def read_manifest(directory: str) -> dict[str, Any] | None:
 def write_manifest(directory: str, manifest: dict[str, Any]) -> None:
     """Mark a stage complete. Call after every other output is written."""
     write_json_atomic(join(directory, MANIFEST), manifest)
+
+
+# --- whole directories -----------------------------------------------------------------------------
+# Libraries such as transformers and accelerate write only to local paths: stages let them write to a
+# local staging directory and publish it with upload_dir, leaving their completion marker for last.
+
+
+def file_sha256(uri: str) -> str:
+    """Content hash of one (small) file: a tokenizer's or a config's identity."""
+    import hashlib
+
+    return hashlib.sha256(read_bytes(uri)).hexdigest()
+
+
+def upload_dir(local_dir: str, uri: str, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Copy every file under ``local_dir`` to ``uri`` (each atomically); return the relative paths."""
+    copied = []
+    for root, _dirs, names in os.walk(local_dir):
+        for name in sorted(names):
+            source = os.path.join(root, name)
+            rel = os.path.relpath(source, local_dir).replace(os.sep, "/")
+            if rel in exclude:
+                continue
+            target = join(uri, *rel.split("/"))
+            if is_remote(uri) or os.path.abspath(target) != os.path.abspath(source):
+                upload_file_atomic(source, target)
+            copied.append(rel)
+    return sorted(copied)
+
+
+def download_dir(uri: str, local_dir: str) -> str:
+    """A local copy of the directory at ``uri`` (``uri`` itself when it is already local)."""
+    if not is_remote(uri):
+        return uri
+    fs, path = get_fs(uri)
+    base = path.rstrip("/")
+    os.makedirs(local_dir, exist_ok=True)
+    for found in fs.find(base):
+        dest = os.path.join(local_dir, *found[len(base) + 1 :].split("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        fs.get_file(found, dest)
+    return local_dir
+
+
+def copy_flat_dir(src_uri: str, dest_uri: str) -> list[str]:
+    """Copy the files directly under ``src_uri`` to ``dest_uri`` (small directories, e.g. a tokenizer)."""
+    fs, path = get_fs(src_uri)
+    names = sorted(basename(p) for p in fs.ls(path, detail=False) if fs.isfile(p))
+    for name in names:
+        write_bytes_atomic(join(dest_uri, name), read_bytes(join(src_uri, name)))
+    return names
+
+
+def replace_local_dir(src: str, dest: str) -> None:
+    """Move a finished local directory into place, replacing an older one."""
+    import shutil
+
+    if os.path.exists(dest):
+        shutil.rmtree(dest)
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    os.replace(src, dest)
+
+
+# --- a local cache of remote directories (models to evaluate or serve) -------------------------------
+
+
+def cache_root() -> str:
+    """``NEXUS_CACHE``, else ``$XDG_CACHE_HOME/nexus_llm`` (``~/.cache/nexus_llm``)."""
+    return os.environ.get("NEXUS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nexus_llm"
+    )
+
+
+def remote_identity(uri: str) -> str:
+    """A key that changes whenever the remote object(s) change: names, sizes and ETags."""
+    import hashlib
+
+    fs, path = get_fs(uri)
+    infos = list(fs.find(path, detail=True).values()) if fs.isdir(path) else [fs.info(path)]
+    parts = sorted(
+        (str(i.get("name")), i.get("size"), str(i.get("ETag") or i.get("mtime") or "")) for i in infos
+    )
+    return hashlib.sha256(json.dumps([uri, parts], default=str).encode()).hexdigest()[:24]
+
+
+def cached_local_copy(uri: str, kind: str = "models", fetch=None, cache_dir: str | None = None) -> str:
+    """A local directory holding ``uri``: itself when local, else a cached download.
+
+    The cache key is :func:`remote_identity`, so a changed remote (a retrained model at the same URI)
+    is downloaded again; downloads land in a temporary directory renamed into place, so a partial
+    download is never used. ``fetch(uri, dest)`` does the copying (default :func:`download_dir`).
+    """
+    import shutil
+    import tempfile
+
+    if not is_remote(uri):
+        return uri
+    root = cache_dir or os.path.join(cache_root(), kind)
+    target = os.path.join(root, remote_identity(uri))
+    if os.path.isdir(target):
+        return target
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".download-", dir=root)
+    try:
+        (fetch or download_dir)(uri, tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not os.path.isdir(target):  # another process finished the same download first: fine
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
