@@ -42,8 +42,13 @@ fmt: setup
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
+# Each benchmark runs a baseline and nexus on the same input and prints the ratio (see docs/benchmarks.md).
+# Run them on a quiet machine: they time wall-clock work.
 bench: setup
 	$(BIN)/python benchmarks/data_prepare.py
+	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/eval.py
+	$(BIN)/python benchmarks/serve.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache workspace .bench
