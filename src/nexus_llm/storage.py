@@ -12,10 +12,12 @@ S3 endpoint and credentials come from the standard AWS variables (``AWS_ENDPOINT
 
 from __future__ import annotations
 
+import contextlib
 import glob as _glob
 import json
 import os
 import posixpath
+import shutil
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -132,14 +134,25 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         fs, path = get_fs(uri)
         fs.pipe_file(path, data)
         return
-    directory = os.path.dirname(os.path.abspath(uri))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(uri)}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "wb") as fh:
+    with _local_replace(uri) as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, uri)
+
+
+@contextlib.contextmanager
+def _local_replace(path: str):
+    """A file handle on a temporary name beside ``path``, renamed over it once written and synced."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def write_text_atomic(uri: str, text: str) -> None:
@@ -157,15 +170,8 @@ def upload_file_atomic(local_path: str, uri: str) -> None:
         fs, path = get_fs(uri)
         fs.put_file(local_path, path)
         return
-    directory = os.path.dirname(os.path.abspath(uri))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(uri)}.tmp-{uuid.uuid4().hex}")
-    with open(local_path, "rb") as src, open(tmp, "wb") as dst:
-        while chunk := src.read(1 << 20):
-            dst.write(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
-    os.replace(tmp, uri)
+    with open(local_path, "rb") as src, _local_replace(uri) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def remove(uri: str, recursive: bool = True) -> None:
@@ -327,8 +333,6 @@ def copy_flat_dir(src_uri: str, dest_uri: str) -> list[str]:
 
 def replace_local_dir(src: str, dest: str) -> None:
     """Move a finished local directory into place, replacing an older one."""
-    import shutil
-
     if os.path.exists(dest):
         shutil.rmtree(dest)
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
@@ -364,7 +368,6 @@ def cached_local_copy(uri: str, kind: str = "models", fetch=None, cache_dir: str
     is downloaded again; downloads land in a temporary directory renamed into place, so a partial
     download is never used. ``fetch(uri, dest)`` does the copying (default :func:`download_dir`).
     """
-    import shutil
     import tempfile
 
     if not is_remote(uri):
