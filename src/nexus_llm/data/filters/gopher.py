@@ -75,21 +75,16 @@ def duplicate_ngram_char_fraction(view: DocView, n: int) -> float:
 
 
 def _line_rules(view: DocView, cfg: GopherRepetitionFilter) -> str | None:
+    """Duplicate paragraphs, then duplicate lines: by count and by share of the characters."""
     text_len = max(len(view.text), 1)
-    paragraphs = view.paragraphs
-    if paragraphs:
-        count, chars = duplicates(paragraphs)
-        if count / len(paragraphs) > cfg.max_dup_para_frac:
-            return "gopher_repetition.max_dup_para_frac"
-        if chars / text_len > cfg.max_dup_para_char_frac:
-            return "gopher_repetition.max_dup_para_char_frac"
-    lines = view.non_empty_lines
-    if lines:
-        count, chars = duplicates(lines)
-        if count / len(lines) > cfg.max_dup_line_frac:
-            return "gopher_repetition.max_dup_line_frac"
-        if chars / text_len > cfg.max_dup_line_char_frac:
-            return "gopher_repetition.max_dup_line_char_frac"
+    for items, unit in ((view.paragraphs, "para"), (view.non_empty_lines, "line")):
+        if not items:
+            continue
+        count, chars = duplicates(items)
+        if count / len(items) > getattr(cfg, f"max_dup_{unit}_frac"):
+            return f"gopher_repetition.max_dup_{unit}_frac"
+        if chars / text_len > getattr(cfg, f"max_dup_{unit}_char_frac"):
+            return f"gopher_repetition.max_dup_{unit}_char_frac"
     return None
 
 
