@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
 
 import typer
 
-from nexus_llm.configbase import ConfigError, StrictModel
+from nexus_llm.configbase import with_overrides
 from nexus_llm.console import console, progress, table
-
-M = TypeVar("M", bound=StrictModel)
 
 CONFIG_OPT = typer.Option(None, "-c", "--config", help="nexus.yaml with tokenizer:/tokenize: sections.")
 
@@ -19,23 +16,6 @@ def user_error(message: str) -> typer.Exit:
     """Print a user-facing error (no traceback); raise the returned exit."""
     console.print(f"[bold red]error[/]: {message}")
     return typer.Exit(2)
-
-
-def with_overrides(section: M, name: str, **values: Any) -> M:
-    """The config section with the given command-line values (None = not given), validated again."""
-    from pydantic import ValidationError
-
-    from nexus_llm.config import format_validation_error
-
-    given = {k: v for k, v in values.items() if v is not None}
-    if not given:
-        return section
-    try:
-        return type(section).model_validate({**section.model_dump(), **given})
-    except ValidationError as err:
-        raise ConfigError(
-            format_validation_error(err, f"command-line options ({name})", type(section))
-        ) from None
 
 
 def train_tokenizer(

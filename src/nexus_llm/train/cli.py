@@ -28,7 +28,7 @@ def train(
 ) -> None:
     """Train or fine-tune a model on token shards; resumes from the latest complete checkpoint."""
     from nexus_llm.config import load_config
-    from nexus_llm.tokenizer.cli import with_overrides
+    from nexus_llm.configbase import with_overrides
     from nexus_llm.train.loop import INTERRUPTED_EXIT_CODE, run_train
 
     full = load_config(config)
