@@ -15,7 +15,6 @@ from typing import Any
 from nexus_llm import storage
 from nexus_llm.tokenizer.config import TokenizerConfig
 from nexus_llm.tokenizer.curated import count_rows, iter_texts, open_curated
-from nexus_llm.tokenizer.files import file_sha256, upload_dir
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -74,10 +73,10 @@ def run_tokenizer_train(cfg: TokenizerConfig, data_uri: str, out_uri: str) -> di
         raise ValueError(f"{data_uri!r} holds no non-empty documents to train a tokenizer on")
     with tempfile.TemporaryDirectory(prefix="nexus-tokenizer-") as tmp:
         save_for_transformers(tok, cfg, tmp)
-        files = upload_dir(tmp, out_uri)
+        files = storage.upload_dir(tmp, out_uri)
     manifest = {
         "stage": "tokenizer",
-        "tokenizer_sha256": file_sha256(storage.join(out_uri, TOKENIZER_FILE)),
+        "tokenizer_sha256": storage.file_sha256(storage.join(out_uri, TOKENIZER_FILE)),
         "vocab_size": tok.get_vocab_size(),
         "special_tokens": {
             "pad": [cfg.pad_token, tok.token_to_id(cfg.pad_token)],

@@ -24,7 +24,6 @@ from nexus_llm.tokenizer import shards
 from nexus_llm.tokenizer.bpe import TOKENIZER_FILE, load_encoder
 from nexus_llm.tokenizer.config import TokenizeConfig
 from nexus_llm.tokenizer.curated import count_rows, iter_batches, open_curated
-from nexus_llm.tokenizer.files import copy_flat_dir, file_sha256
 
 TOKENIZER_SUBDIR = "tokenizer"
 """A copy of the tokenizer inside the tokens directory, so the directory alone can train a model."""
@@ -154,7 +153,7 @@ def run_tokenize(
         files = {s: w.close() for s, w in writers.items()}
         tokens = {s: w.tokens for s, w in writers.items()}
     seconds = time.perf_counter() - started
-    copy_flat_dir(tokenizer_uri, storage.join(out_uri, TOKENIZER_SUBDIR))
+    storage.copy_flat_dir(tokenizer_uri, storage.join(out_uri, TOKENIZER_SUBDIR))
     meta = {
         "format": shards.FORMAT,
         "dtype": dtype.name,
@@ -171,7 +170,7 @@ def run_tokenize(
         "skipped_empty_documents": empty,
         "tokenizer": {
             "uri": tokenizer_uri,
-            "sha256": file_sha256(storage.join(tokenizer_uri, TOKENIZER_FILE)),
+            "sha256": storage.file_sha256(storage.join(tokenizer_uri, TOKENIZER_FILE)),
             "copy": TOKENIZER_SUBDIR,
         },
         "input": {"uri": data_uri, "manifest_sha256": data.manifest_sha256, "documents": count_rows(data)},

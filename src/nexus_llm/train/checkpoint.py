@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 from nexus_llm import storage
-from nexus_llm.tokenizer.files import download_dir, replace_dir, upload_dir
 
 COMPLETE = "COMPLETE"
 STATE = "trainer_state.json"
@@ -55,13 +54,13 @@ def save_checkpoint(
     accelerator.save_state(local)
     accelerator.wait_for_everyone()
     if remote and accelerator.is_local_main_process:
-        upload_dir(local, final)
+        storage.upload_dir(local, final)
         shutil.rmtree(local, ignore_errors=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if not remote:
             storage.write_json_atomic(os.path.join(local, STATE), state)
-            replace_dir(local, final)
+            storage.replace_local_dir(local, final)
         else:
             storage.write_json_atomic(storage.join(final, STATE), state)
         storage.write_json_atomic(storage.join(final, COMPLETE), {"step": step, "time": time.time()})
@@ -92,7 +91,7 @@ def load_checkpoint(accelerator, uri: str, staging: str) -> dict[str, Any]:
         local = os.path.join(staging, "resume-" + storage.basename(uri))
         if accelerator.is_local_main_process:
             shutil.rmtree(local, ignore_errors=True)
-            download_dir(uri, local)
+            storage.download_dir(uri, local)
         accelerator.wait_for_everyone()
     accelerator.load_state(local)
     return storage.read_json(storage.join(uri, STATE))

@@ -11,7 +11,6 @@ import tempfile
 from typing import Any
 
 from nexus_llm import storage
-from nexus_llm.tokenizer.files import download_dir, upload_dir
 
 GENERATION_DEFAULTS = {"do_sample": True, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 256}
 
@@ -33,7 +32,7 @@ def export_model(
     with tempfile.TemporaryDirectory(prefix="nexus-model-") as tmp:
         unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         with tempfile.TemporaryDirectory(prefix="nexus-tok-") as tok_tmp:
-            tokenizer = AutoTokenizer.from_pretrained(download_dir(tokenizer_uri, tok_tmp))
+            tokenizer = AutoTokenizer.from_pretrained(storage.download_dir(tokenizer_uri, tok_tmp))
         tokenizer.save_pretrained(tmp)
         cfg = unwrapped.config
         GenerationConfig(
@@ -42,7 +41,7 @@ def export_model(
             pad_token_id=cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id,
             **GENERATION_DEFAULTS,
         ).save_pretrained(tmp)
-        files = upload_dir(tmp, output_dir)
+        files = storage.upload_dir(tmp, output_dir)
     manifest = {**manifest, "files": files}
     storage.write_manifest(output_dir, manifest)
     accelerator.wait_for_everyone()

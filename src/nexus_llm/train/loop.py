@@ -23,7 +23,6 @@ from nexus_llm import storage
 from nexus_llm.configbase import ConfigError
 from nexus_llm.console import console
 from nexus_llm.tokenizer import shards
-from nexus_llm.tokenizer.files import download_dir, upload_dir
 from nexus_llm.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from nexus_llm.train.config import TrainConfig, TrainPaths
 from nexus_llm.train.data import DataPosition, EpochOrder, PackedTokens, slots
@@ -125,7 +124,7 @@ def _local_copy(accelerator, uri: str, local: str) -> str:
     if not storage.is_remote(uri):
         return uri
     if accelerator.is_local_main_process:
-        download_dir(uri, local)
+        storage.download_dir(uri, local)
     accelerator.wait_for_everyone()
     return local
 
@@ -259,7 +258,7 @@ def _save(s: Session, state: TrainState) -> str:
         s.accelerator, s.paths.checkpoint_dir, state.step, payload, s.staging, s.cfg.save_total_limit
     )
     if s.accelerator.is_main_process and s.run_local != s.paths.run_dir:
-        upload_dir(s.run_local, s.paths.run_dir)
+        storage.upload_dir(s.run_local, s.paths.run_dir)
     return uri
 
 
@@ -360,7 +359,7 @@ def run_train(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str = "nexus
     if not stopping:
         summary = _finish(s, summary)
     elif acc.is_main_process and s.run_local != paths.run_dir:
-        upload_dir(s.run_local, paths.run_dir)
+        storage.upload_dir(s.run_local, paths.run_dir)
     return summary
 
 
@@ -378,7 +377,7 @@ def _finish(s: Session, summary: dict[str, Any]) -> dict[str, Any]:
     }
     manifest = export_model(s.accelerator, s.model, s.paths.tokenizer, s.paths.output_dir, manifest)
     if s.accelerator.is_main_process and s.run_local != s.paths.run_dir:
-        upload_dir(s.run_local, s.paths.run_dir)
+        storage.upload_dir(s.run_local, s.paths.run_dir)
     return manifest
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from nexus_llm import storage
 from nexus_llm.configbase import ConfigError
 from nexus_llm.train.config import TrainConfig
 from nexus_llm.train.presets import llama_config
@@ -54,11 +55,9 @@ def load_pretrained(name_or_path: str, meta: dict[str, Any]):
 
 def check_same_tokenizer(model_dir: str, meta: dict[str, Any]) -> None:
     """Fine-tuning data must be encoded with the model's tokenizer; compare the files' hashes."""
-    from nexus_llm.tokenizer.files import file_sha256
-
     tok_file = os.path.join(model_dir, "tokenizer.json")
     want = (meta.get("tokenizer") or {}).get("sha256")
-    if want and os.path.isfile(tok_file) and file_sha256(tok_file) != want:
+    if want and os.path.isfile(tok_file) and storage.file_sha256(tok_file) != want:
         raise ConfigError(
             f"the tokens were encoded with a different tokenizer than {model_dir!r}'s: run "
             f"`nexus data tokenize DATA --tokenizer {model_dir} -o TOKENS` and train on those tokens"
