@@ -23,7 +23,7 @@ SUFFIX = "t3st5uffix"
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0b5e-example"
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nexus-api-keys-AbCdEf"
 VARIANTS = {
-    # the defaults: GPU capacity, HTTP only, one NAT gateway
+    # the defaults: GPU capacity, HTTP only, one NAT gateway, a generated API-key secret
     "gpu": {"bucket_suffix": SUFFIX},
     # Fargate, HTTPS with a certificate, API keys from Secrets Manager, CPU scaling, e-mails, 2 NATs
     "cpu": {
@@ -38,6 +38,11 @@ VARIANTS = {
         "monitoring": {"alarm_email": "ops@example.com"},
         "budget": {"email": "ops@example.com", "monthly_usd": 750},
         "network": {"nat_gateways": 2},
+    },
+    # an explicitly anonymous endpoint, reachable from one network only
+    "anon": {
+        "bucket_suffix": SUFFIX,
+        "serving": {"allow_anonymous": True, "allowed_cidr": "203.0.113.0/24", "max_tasks": 4},
     },
 }
 
@@ -73,6 +78,13 @@ def all_templates(rendered: Path):
     for path in sorted(rendered.glob("*/*.json")):
         if path.name != "render.json":
             yield path, json.loads(path.read_text())
+
+
+def test_there_is_one_builder_per_stack_in_deploy_order():
+    from nexus_llm.deploy.names import STACK_ORDER
+    from nexus_llm.deploy.stacks import BUILDERS
+
+    assert tuple(BUILDERS) == STACK_ORDER
 
 
 def test_render_writes_every_stack_and_a_summary(rendered):
@@ -177,11 +189,70 @@ def test_role_s3_access_is_limited_to_project_bucket_prefixes(rendered):
     assert f"nexus-data-{SUFFIX}" not in serve  # the API reads models only
 
 
-def test_execution_role_reads_only_the_configured_secret(rendered):
-    cpu = json.dumps(resources(load(rendered, "cpu", "iam"), "AWS::IAM::Role")["ServeExecutionRole"])
-    assert "secretsmanager:GetSecretValue" in cpu and SECRET in cpu
-    gpu = json.dumps(resources(load(rendered, "gpu", "iam"), "AWS::IAM::Role")["ServeExecutionRole"])
-    assert "secretsmanager" not in gpu
+def _container(serving: dict) -> dict:
+    return resources(serving, "AWS::ECS::TaskDefinition")["TaskDefinition"]["Properties"][
+        "ContainerDefinitions"
+    ][0]
+
+
+def _secret_grants(rendered: Path) -> list[tuple[str, str, list]]:
+    """(variant, policy's logical id, resources) of every Allow that mentions Secrets Manager."""
+    out = []
+    for path, template in all_templates(rendered):
+        for logical, doc in _policy_documents(template):
+            for s in _allow_statements(doc):
+                if any(a.startswith("secretsmanager:") for a in s["Action"]):
+                    assert s["Action"] == ["secretsmanager:GetSecretValue"], (path, logical)
+                    out.append((path.parent.name, logical, s["Resource"]))
+    return out
+
+
+def test_default_endpoint_needs_a_generated_api_key_only_its_execution_role_can_read(rendered):
+    serving = load(rendered, "gpu", "serving")
+    secret = resources(serving, "AWS::SecretsManager::Secret")["ApiKeysSecret"]["Properties"]
+    generate = secret["GenerateSecretString"]
+    assert generate["PasswordLength"] >= 32 and generate["ExcludePunctuation"] is True  # no ',' inside
+    assert secret["KmsKeyId"] == {"Fn::ImportValue": "nexus-KmsKeyArn"}
+    assert _container(serving)["Secrets"] == [
+        {"Name": "NEXUS_API_KEYS", "ValueFrom": {"Ref": "ApiKeysSecret"}}
+    ]
+    read = resources(serving, "AWS::IAM::Policy")["ApiKeysReadPolicy"]["Properties"]
+    assert read["Roles"] == ["nexus-serve-execution"]
+    # no task starts before its execution role may read the keys
+    assert "ApiKeysReadPolicy" in resources(serving, "AWS::ECS::Service")["Service"]["DependsOn"]
+    assert serving["Outputs"]["ApiKeysSecretArn"]["Value"] == {"Ref": "ApiKeysSecret"}
+    # the only Secrets Manager grant in the whole deployment: that one secret, nothing else
+    assert [g for g in _secret_grants(rendered) if g[0] == "gpu"] == [
+        ("gpu", "ApiKeysReadPolicy", [{"Ref": "ApiKeysSecret"}])
+    ]
+
+
+def test_a_configured_secret_replaces_the_generated_one(rendered):
+    serving = load(rendered, "cpu", "serving")
+    assert not resources(serving, "AWS::SecretsManager::Secret")
+    assert _container(serving)["Secrets"] == [{"Name": "NEXUS_API_KEYS", "ValueFrom": SECRET}]
+    assert [g for g in _secret_grants(rendered) if g[0] == "cpu"] == [("cpu", "ApiKeysReadPolicy", [SECRET])]
+    assert serving["Outputs"]["ApiKeysSecretArn"]["Value"] == SECRET
+
+
+def test_an_endpoint_without_keys_needs_allow_anonymous(rendered):
+    serving = load(rendered, "anon", "serving")
+    assert "Secrets" not in _container(serving) or _container(serving)["Secrets"] == []
+    assert not resources(serving, "AWS::SecretsManager::Secret")
+    assert not resources(serving, "AWS::IAM::Policy")
+    assert "ApiKeysSecretArn" not in serving["Outputs"]
+    assert not [g for g in _secret_grants(rendered) if g[0] == "anon"]
+    ingress = resources(serving, "AWS::EC2::SecurityGroup")["LoadBalancerSecurityGroup"]["Properties"]
+    assert {r["CidrIp"] for r in ingress["SecurityGroupIngress"]} == {"203.0.113.0/24"}
+
+
+def test_instance_profile_export_survives_a_switch_from_gpu_to_cpu(rendered):
+    """The IAM stack is updated before the serving stack, which still imports the profile while it
+    switches: CloudFormation would refuse to drop the export, so every capacity keeps it."""
+    for variant in VARIANTS:
+        iam = load(rendered, variant, "iam")
+        assert iam["Outputs"]["InstanceProfileArn"]["Export"] == {"Name": "nexus-InstanceProfileArn"}, variant
+        assert "InstanceProfile" in resources(iam, "AWS::IAM::InstanceProfile")
 
 
 def test_buckets_are_encrypted_private_versioned_tls_only_with_lifecycle(rendered):
@@ -277,6 +348,19 @@ def test_gpu_serving_runs_on_ec2_gpu_capacity_with_grace_period_and_health_check
     policy = resources(serving, "AWS::ApplicationAutoScaling::ScalingPolicy")["ScalingPolicy"]["Properties"]
     metric = policy["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
     assert metric["PredefinedMetricType"] == "ALBRequestCountPerTarget"
+
+
+def test_gpu_hosts_leave_room_for_a_rolling_deployment_at_full_scale(rendered):
+    """One task per host and new tasks start before old ones stop: at max_tasks a deployment needs
+    up to MaximumPercent/100 x max_tasks hosts, or it waits for capacity that never comes."""
+    for variant, max_tasks in (("gpu", 10), ("anon", 4)):
+        serving = load(rendered, variant, "serving")
+        deployment = resources(serving, "AWS::ECS::Service")["Service"]["Properties"][
+            "DeploymentConfiguration"
+        ]
+        asg = resources(serving, "AWS::AutoScaling::AutoScalingGroup")["GpuAutoScalingGroup"]["Properties"]
+        assert deployment["MinimumHealthyPercent"] == 100
+        assert int(asg["MaxSize"]) == max_tasks * deployment["MaximumPercent"] // 100 == 2 * max_tasks
 
 
 def test_cpu_serving_uses_fargate_https_and_api_keys_secret(rendered):

@@ -73,7 +73,14 @@ class ServingSettings(StrictModel):
         900, ge=60, le=7200, description="time to download and load the model before health checks count"
     )
     api_keys_secret_arn: str | None = Field(
-        None, description="Secrets Manager secret holding NEXUS_API_KEYS (comma-separated keys)"
+        None,
+        description="Secrets Manager secret holding NEXUS_API_KEYS (comma-separated keys); "
+        "default: the serving stack generates one",
+    )
+    allow_anonymous: bool = Field(
+        False,
+        description="serve without API keys (anyone who reaches the load balancer may use the model); "
+        "off by default: the serving stack then generates a key",
     )
     certificate_arn: str | None = Field(
         None, description="ACM certificate for HTTPS; without one the load balancer listens on HTTP only"
@@ -89,7 +96,27 @@ class ServingSettings(StrictModel):
             raise ValueError(f"cpu must be one of {sorted(_FARGATE_CPU)} on Fargate (got {self.cpu})")
         if self.model_uri is not None and not self.model_uri.startswith("s3://"):
             raise ValueError("model_uri must be an s3:// URI in the models bucket")
+        if self.allow_anonymous and self.api_keys_secret_arn:
+            raise ValueError(
+                "allow_anonymous: true and api_keys_secret_arn both set: remove one "
+                "(keys from the secret, or no keys at all)"
+            )
         return self
+
+    def exposure_warnings(self) -> list[str]:
+        """What a reviewer should know about who can use the endpoint and how keys travel."""
+        out = []
+        if self.allow_anonymous:
+            out.append(
+                f"aws.serving.allow_anonymous is true: anyone in {self.allowed_cidr} can use the model "
+                "without an API key"
+            )
+        elif not self.certificate_arn:
+            out.append(
+                "no aws.serving.certificate_arn: the endpoint is plain HTTP, so API keys cross the "
+                "network unencrypted; set an ACM certificate to get HTTPS"
+            )
+        return out
 
 
 class TrainingSettings(StrictModel):

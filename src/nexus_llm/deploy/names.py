@@ -69,6 +69,10 @@ class ResourceNames:
     def logs_bucket(self) -> str:
         return self.bucket("logs")
 
+    def role(self, what: str) -> str:
+        """IAM role (and its inline policy) for ``training``, ``glue``, ``serve-execution`` ..."""
+        return f"{self.project}-{what}"
+
     def repository(self, kind: str) -> str:
         """ECR repository for the ``train`` or ``serve`` image."""
         return f"{self.project}/{kind}"

@@ -88,59 +88,65 @@ def kms_use(names: ResourceNames) -> dict[str, Any]:
 def _role(names: ResourceNames, logical: str, name: str, service: str, statements: list[dict]) -> iam.Role:
     return iam.Role(
         logical,
-        RoleName=f"{names.project}-{name}",
+        RoleName=names.role(name),
         AssumeRolePolicyDocument=assume_role(service),
-        Policies=[iam.Policy(PolicyName=f"{names.project}-{name}", PolicyDocument=policy(*statements))],
+        Policies=[iam.Policy(PolicyName=names.role(name), PolicyDocument=policy(*statements))],
         Tags=tags(names, CONCERN),
     )
 
 
 def build(cfg: NexusConfig, names: ResourceNames):
     t = new_template(names, CONCERN, "least-privilege roles for training, data jobs and serving")
-    data, models = names.data_bucket, names.models_bucket
-    roles = {
-        "TrainingRole": _role(
-            names, "TrainingRole", "training", "sagemaker.amazonaws.com",
-            [*s3_access(data, read=["tokens/", "tokenizer/", "curated/", "jobs/"]),
-             *s3_access(models, read=["checkpoints/"], write=["training/", "checkpoints/"]),
-             logs_access("/aws/sagemaker/TrainingJobs"), metrics_access("/aws/sagemaker/*"),
-             *ecr_pull(names, "train"), kms_use(names)],
-        ),
-        "GlueRole": _role(
-            names, "GlueRole", "glue", "glue.amazonaws.com",
-            [*s3_access(data, read=["raw/", "jobs/", "curated/", "tmp/"], write=["curated/", "tmp/"]),
-             logs_access("/aws-glue/*"), metrics_access("Glue"), kms_use(names)],
-        ),
-        "ServeTaskRole": _role(
-            names, "ServeTaskRole", "serve-task", "ecs-tasks.amazonaws.com",
-            [*s3_access(models, read=["models/", "training/"]), kms_use(names)],
-        ),
-        "ServeExecutionRole": _role(
-            names, "ServeExecutionRole", "serve-execution", "ecs-tasks.amazonaws.com",
-            _execution_statements(cfg, names),
-        ),
-    }  # fmt: skip
-    for role in roles.values():
-        t.add_resource(role)
-    for logical, role in roles.items():
+    for logical, name, service, statements in _role_specs(names):
+        role = t.add_resource(_role(names, logical, name, service, statements))
         export(t, names, f"{logical}Arn", GetAtt(role, "Arn"), f"ARN of {role.RoleName}")
-    if cfg.aws.serving.capacity == "gpu":
-        _instance_role(t, names)
+    # Always created, whatever aws.serving.capacity says: the serving stack imports the profile only
+    # for GPU capacity, and CloudFormation refuses to delete an export another stack still imports.
+    # Since this stack is updated before the serving stack, dropping the export on a gpu -> cpu switch
+    # would fail the redeploy. An unused role and profile cost nothing.
+    _instance_role(t, names)
     return t
 
 
-def _execution_statements(cfg: NexusConfig, names: ResourceNames) -> list[dict[str, Any]]:
-    """What the ECS agent needs to start a serving task: pull the image, write logs, read the API keys."""
-    out = [*ecr_pull(names, "serve"), logs_access(f"/nexus/{names.project}/serving", create_group=False)]
-    out.append(kms_use(names))
-    secret = cfg.aws.serving.api_keys_secret_arn
-    if secret:
-        out.append(statement(["secretsmanager:GetSecretValue"], [secret]))
-    return out
+def _role_specs(names: ResourceNames) -> list[tuple[str, str, str, list[dict]]]:
+    """(logical id, role name suffix, service principal, policy statements) of each job/service role."""
+    data, models = names.data_bucket, names.models_bucket
+    training = [
+        *s3_access(data, read=["tokens/", "tokenizer/", "curated/", "jobs/"]),
+        *s3_access(models, read=["checkpoints/"], write=["training/", "checkpoints/"]),
+        logs_access("/aws/sagemaker/TrainingJobs"),
+        metrics_access("/aws/sagemaker/*"),
+        *ecr_pull(names, "train"),
+        kms_use(names),
+    ]
+    glue_job = [
+        *s3_access(data, read=["raw/", "jobs/", "curated/", "tmp/"], write=["curated/", "tmp/"]),
+        logs_access("/aws-glue/*"),
+        metrics_access("Glue"),
+        kms_use(names),
+    ]
+    serve_task = [*s3_access(models, read=["models/", "training/"]), kms_use(names)]
+    execution = _execution_statements(names)
+    return [
+        ("TrainingRole", "training", "sagemaker.amazonaws.com", training),
+        ("GlueRole", "glue", "glue.amazonaws.com", glue_job),
+        ("ServeTaskRole", "serve-task", "ecs-tasks.amazonaws.com", serve_task),
+        ("ServeExecutionRole", "serve-execution", "ecs-tasks.amazonaws.com", execution),
+    ]
+
+
+def _execution_statements(names: ResourceNames) -> list[dict[str, Any]]:
+    """What the ECS agent needs to start a serving task: pull the image, write logs, decrypt.
+
+    Reading the API-key secret is granted by the serving stack, which creates that secret (its ARN
+    has a random suffix, unknown before), on exactly that one secret.
+    """
+    logs = logs_access(f"/nexus/{names.project}/serving", create_group=False)
+    return [*ecr_pull(names, "serve"), logs, kms_use(names)]
 
 
 def _instance_role(t, names: ResourceNames) -> None:
-    """GPU capacity: the ECS agent on each instance registers with this project's cluster only."""
+    """GPU hosts: the ECS agent on each instance registers with this project's cluster only."""
     cluster = names.serving_cluster
     statements = [
         statement(
@@ -156,7 +162,8 @@ def _instance_role(t, names: ResourceNames) -> None:
     ]
     role = t.add_resource(_role(names, "InstanceRole", "serve-instance", "ec2.amazonaws.com", statements))
     profile = t.add_resource(
-        iam.InstanceProfile("InstanceProfile", InstanceProfileName=f"{names.project}-serve-instance",
-                            Roles=[Ref(role)])
-    )  # fmt: skip
+        iam.InstanceProfile(
+            "InstanceProfile", InstanceProfileName=f"{names.project}-serve-instance", Roles=[Ref(role)]
+        )
+    )
     export(t, names, "InstanceProfileArn", GetAtt(profile, "Arn"), "instance profile of GPU hosts")

@@ -4,11 +4,29 @@
 an auto-scaling group that an ECS capacity provider grows and shrinks with the service; ``cpu`` uses
 Fargate, which has no GPUs (the guide's mistake) and suits small models only. The service ignores
 failing health checks for ``health_check_grace_seconds`` while a task downloads and loads the model.
+
+Requests need an API key (``NEXUS_API_KEYS`` in the task, from Secrets Manager): the secret named by
+``aws.serving.api_keys_secret_arn``, else one this stack generates. Only ``allow_anonymous: true``
+deploys an endpoint without keys. The task execution role may read only that one secret.
 """
 
 from __future__ import annotations
 
-from troposphere import Base64, GetAtt, Join, Output, Parameter, Ref, Sub, autoscaling, ec2, ecs, logs
+from troposphere import (
+    Base64,
+    GetAtt,
+    Join,
+    Output,
+    Parameter,
+    Ref,
+    Sub,
+    autoscaling,
+    ec2,
+    ecs,
+    iam,
+    logs,
+    secretsmanager,
+)
 from troposphere import applicationautoscaling as aas
 from troposphere import elasticloadbalancingv2 as elb
 
@@ -21,6 +39,8 @@ from nexus_llm.deploy.stacks.common import (
     import_value,
     log_group_name,
     new_template,
+    policy,
+    statement,
     tags,
 )
 
@@ -28,6 +48,9 @@ CONCERN = "serving"
 PORT = 8080
 CONTAINER = "server"
 GPU_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
+HOST_DISK_GB = 100
+DEPLOY_MAX_PERCENT = 200
+"""A rolling deployment starts the new tasks before it stops the old ones (minimum healthy 100 %)."""
 HEALTH_CMD = (
     "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)\""
 )
@@ -57,13 +80,16 @@ def build(cfg: NexusConfig, names: ResourceNames):
     alb = t.add_resource(_load_balancer(cfg, names, alb_sg))
     tg = t.add_resource(_target_group(names))
     listeners = _listeners(t, cfg, alb, tg)
-    task = t.add_resource(_task_definition(cfg, names, log_group))
+    keys, read_keys = _api_keys(t, cfg, names)
+    task = t.add_resource(_task_definition(cfg, names, log_group, keys))
     placement: dict = {"LaunchType": "FARGATE", "PlatformVersion": "LATEST"}
-    depends = listeners
+    # tasks start only once the execution role may read the keys
+    depends = [*listeners, *([read_keys] if read_keys else [])]
     if sv.capacity == "gpu":
         provider, associations = _gpu_capacity(t, cfg, names, cluster)
-        placement = {"CapacityProviderStrategy": [ecs.CapacityProviderStrategyItem(CapacityProvider=Ref(provider), Weight=1)]}  # fmt: skip
-        depends = [*listeners, associations]
+        strategy = ecs.CapacityProviderStrategyItem(CapacityProvider=Ref(provider), Weight=1)
+        placement = {"CapacityProviderStrategy": [strategy]}
+        depends.append(associations)
     service = t.add_resource(
         ecs.Service(
             "Service",
@@ -84,7 +110,7 @@ def build(cfg: NexusConfig, names: ResourceNames):
             ],
             DeploymentConfiguration=ecs.DeploymentConfiguration(
                 MinimumHealthyPercent=100,
-                MaximumPercent=200,
+                MaximumPercent=DEPLOY_MAX_PERCENT,
                 DeploymentCircuitBreaker=ecs.DeploymentCircuitBreaker(Enable=True, Rollback=True),
             ),
             PropagateTags="SERVICE",
@@ -100,7 +126,52 @@ def build(cfg: NexusConfig, names: ResourceNames):
     t.add_output(Output("ClusterName", Value=Ref(cluster)))
     t.add_output(Output("ServiceName", Value=names.serving_service))
     t.add_output(Output("LogGroupName", Value=Ref(log_group)))
+    if keys is not None:
+        t.add_output(
+            Output("ApiKeysSecretArn", Value=keys, Description="Secrets Manager secret with the API keys")
+        )
     return t
+
+
+def _api_keys(t, cfg: NexusConfig, names: ResourceNames):
+    """(API-key secret ARN, the policy that lets the execution role read it); (None, None) with
+    ``allow_anonymous``. The secret is the configured one, else one generated here.
+
+    The execution role (IAM stack) gets read access to exactly this secret through a policy defined
+    here, next to the secret, because a generated secret's ARN (random suffix) exists only once this
+    stack creates it.
+    """
+    sv = cfg.aws.serving
+    if sv.allow_anonymous:
+        return None, None
+    if sv.api_keys_secret_arn:
+        arn = sv.api_keys_secret_arn
+    else:
+        secret = t.add_resource(
+            secretsmanager.Secret(
+                "ApiKeysSecret",
+                Description=f"Nexus LLM {names.project}: API key(s) of the serving endpoint "
+                "(NEXUS_API_KEYS, comma-separated); add keys by editing the value",
+                # letters and digits only: no comma (the key separator) and nothing to escape in a header
+                GenerateSecretString=secretsmanager.GenerateSecretString(
+                    PasswordLength=48, ExcludePunctuation=True, IncludeSpace=False
+                ),
+                KmsKeyId=import_value(names, "KmsKeyArn"),
+                Tags=tags(names, CONCERN),
+            )
+        )
+        # No rotation schedule: rotating an API key needs its clients to change too, so people do it
+        # (edit the value: keys are comma-separated, so old and new can overlap; then restart tasks).
+        arn = Ref(secret)
+    read = t.add_resource(
+        iam.PolicyType(
+            "ApiKeysReadPolicy",
+            PolicyName=f"{names.project}-serve-api-keys",
+            Roles=[names.role("serve-execution")],
+            PolicyDocument=policy(statement(["secretsmanager:GetSecretValue"], [arn])),
+        )
+    )
+    return arn, read
 
 
 def _security_groups(t, cfg: NexusConfig, names: ResourceNames):
@@ -111,42 +182,43 @@ def _security_groups(t, cfg: NexusConfig, names: ResourceNames):
             "LoadBalancerSecurityGroup",
             GroupDescription=f"{names.project} load balancer: clients in, tasks out",
             VpcId=import_value(names, "VpcId"),
-            SecurityGroupIngress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=p, ToPort=p, CidrIp=sv.allowed_cidr,
-                                      Description=f"clients on {p}")
-                for p in ports
-            ],
+            SecurityGroupIngress=[_tcp(p, f"clients on {p}", CidrIp=sv.allowed_cidr) for p in ports],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=PORT, ToPort=PORT,
-                                      CidrIp=import_value(names, "VpcCidr"), Description="to serving tasks")
+                _tcp(PORT, "to serving tasks", CidrIp=import_value(names, "VpcCidr")),
             ],
             Tags=tags(names, CONCERN),
         )
-    )  # fmt: skip
+    )
     if sv.allowed_cidr == "0.0.0.0/0":
         checkov_skip(
             alb_sg,
-            ("CKV_AWS_260", "port 80 is the public entry of an internet-facing load balancer: it only redirects "
-                            "to HTTPS when aws.serving.certificate_arn is set (see the listener's CKV_AWS_2 "
-                            "note otherwise); narrow aws.serving.allowed_cidr to restrict clients"),
-        )  # fmt: skip
+            (
+                "CKV_AWS_260",
+                "port 80 is the public entry of an internet-facing load balancer: it only redirects to "
+                "HTTPS when aws.serving.certificate_arn is set (see the listener's CKV_AWS_2 note "
+                "otherwise); narrow aws.serving.allowed_cidr to restrict clients",
+            ),
+        )
     task_sg = t.add_resource(
         ec2.SecurityGroup(
             "TaskSecurityGroup",
             GroupDescription=f"{names.project} serving tasks: load balancer in, HTTPS out",
             VpcId=import_value(names, "VpcId"),
-            SecurityGroupIngress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=PORT, ToPort=PORT,
-                                      SourceSecurityGroupId=Ref(alb_sg), Description="from the load balancer")
-            ],
+            SecurityGroupIngress=[_tcp(PORT, "from the load balancer", SourceSecurityGroupId=Ref(alb_sg))],
             SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0",
-                                      Description="ECR, S3, Secrets Manager, CloudWatch over HTTPS")
+                _tcp(443, "ECR, S3, Secrets Manager, CloudWatch over HTTPS", CidrIp="0.0.0.0/0")
             ],
             Tags=tags(names, CONCERN),
         )
-    )  # fmt: skip
+    )
     return alb_sg, task_sg
+
+
+def _tcp(port: int, description: str, **peer) -> ec2.SecurityGroupRule:
+    """One TCP port to or from ``peer`` (``CidrIp=...`` or ``SourceSecurityGroupId=...``)."""
+    return ec2.SecurityGroupRule(
+        IpProtocol="tcp", FromPort=port, ToPort=port, Description=description, **peer
+    )
 
 
 def _load_balancer(cfg: NexusConfig, names: ResourceNames, sg) -> elb.LoadBalancer:
@@ -169,8 +241,9 @@ def _load_balancer(cfg: NexusConfig, names: ResourceNames, sg) -> elb.LoadBalanc
         Tags=tags(names, CONCERN),
     )
     # No deletion protection: `nexus aws destroy` must be able to delete the stack, and the ALB holds no
-    # data. No WAF by default (a paid extra): every request is authenticated by API key and overload is
-    # shed with 429; attach a web ACL to this ALB if you need one.
+    # data. No WAF by default (a paid extra): requests other than /health need an API key (unless
+    # aws.serving.allow_anonymous is set) and overload is shed with 429; attach a web ACL to this ALB
+    # if you need one.
     return lb
 
 
@@ -205,18 +278,25 @@ def _listeners(t, cfg: NexusConfig, alb, tg) -> list:
         )
         checkov_skip(
             http,
-            ("CKV_AWS_2", "no aws.serving.certificate_arn is configured; set one to get HTTPS on 443 "
-                          "with HTTP redirected to it (API keys then never cross the internet in clear)"),
+            (
+                "CKV_AWS_2",
+                "no aws.serving.certificate_arn is configured (nexus aws deploy warns); set one to get "
+                "HTTPS on 443 with HTTP redirected to it, so API keys never cross the internet in clear",
+            ),
             ("CKV_AWS_103", "TLS applies to the HTTPS listener, which needs aws.serving.certificate_arn"),
-        )  # fmt: skip
+        )
         return [t.add_resource(http)]
     https = t.add_resource(
         elb.Listener(
-            "HttpsListener", LoadBalancerArn=Ref(alb), Port=443, Protocol="HTTPS",
+            "HttpsListener",
+            LoadBalancerArn=Ref(alb),
+            Port=443,
+            Protocol="HTTPS",
             SslPolicy="ELBSecurityPolicy-TLS13-1-2-2021-06",
-            Certificates=[elb.Certificate(CertificateArn=cert)], DefaultActions=forward,
+            Certificates=[elb.Certificate(CertificateArn=cert)],
+            DefaultActions=forward,
         )
-    )  # fmt: skip
+    )
     redirect = elb.Action(
         Type="redirect",
         RedirectConfig=elb.RedirectConfig(Protocol="HTTPS", Port="443", StatusCode="HTTP_301"),
@@ -229,18 +309,15 @@ def _listeners(t, cfg: NexusConfig, alb, tg) -> list:
     return [https, http]
 
 
-def _task_definition(cfg: NexusConfig, names: ResourceNames, log_group) -> ecs.TaskDefinition:
+def _task_definition(cfg: NexusConfig, names: ResourceNames, log_group, keys) -> ecs.TaskDefinition:
+    """The serving container; ``keys`` is the API-key secret's ARN (None: anonymous endpoint)."""
     sv = cfg.aws.serving
     env = {
         "NEXUS_MODEL_URI": sv.model_uri or names.model_uri(),
         "NEXUS_SERVICE_NAME": names.service_dimension,
         "AWS_REGION": Ref("AWS::Region"),
     }
-    secrets = (
-        [ecs.Secret(Name="NEXUS_API_KEYS", ValueFrom=sv.api_keys_secret_arn)]
-        if sv.api_keys_secret_arn
-        else []
-    )
+    secrets = [] if keys is None else [ecs.Secret(Name="NEXUS_API_KEYS", ValueFrom=keys)]
     container = ecs.ContainerDefinition(
         Name=CONTAINER,
         Image=image_uri(names, "serve", sv.image_tag),
@@ -267,10 +344,11 @@ def _task_definition(cfg: NexusConfig, names: ResourceNames, log_group) -> ecs.T
         ),
         StopTimeout=60,
     )
-    extra: dict = {"RequiresCompatibilities": ["FARGATE"],
-                   "RuntimePlatform": ecs.RuntimePlatform(OperatingSystemFamily="LINUX",
-                                                          CpuArchitecture="X86_64"),
-                   "EphemeralStorage": ecs.EphemeralStorage(SizeInGiB=50)}  # fmt: skip
+    extra: dict = {
+        "RequiresCompatibilities": ["FARGATE"],
+        "RuntimePlatform": ecs.RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
+        "EphemeralStorage": ecs.EphemeralStorage(SizeInGiB=50),
+    }
     if sv.capacity == "gpu":
         container.ResourceRequirements = [ecs.ResourceRequirement(Type="GPU", Value=str(sv.gpus_per_task))]
         extra = {"RequiresCompatibilities": ["EC2"]}
@@ -289,6 +367,19 @@ def _task_definition(cfg: NexusConfig, names: ResourceNames, log_group) -> ecs.T
     )
 
 
+def max_gpu_hosts(cfg: NexusConfig) -> int:
+    """Upper bound of the GPU auto-scaling group: room for a rolling deployment at full scale.
+
+    One task runs per GPU host, and a deployment keeps every old task until its replacement is healthy
+    (MinimumHealthyPercent 100, MaximumPercent 200), so at ``max_tasks`` it briefly needs twice as many
+    hosts; with MaxSize == max_tasks it would wait for capacity that can never come. The capacity
+    provider launches only the hosts that tasks need, so the higher bound costs nothing until a
+    deployment uses it (then ``nexus aws cost`` shows the price of max scale). The other choice,
+    MinimumHealthyPercent 50 / MaximumPercent 100, would halve serving capacity during every deploy.
+    """
+    return cfg.aws.serving.max_tasks * DEPLOY_MAX_PERCENT // 100
+
+
 def _gpu_capacity(t, cfg: NexusConfig, names: ResourceNames, cluster):
     """EC2 GPU hosts: launch template + auto-scaling group + capacity provider managed by ECS."""
     sv = cfg.aws.serving
@@ -305,19 +396,19 @@ def _gpu_capacity(t, cfg: NexusConfig, names: ResourceNames, cluster):
             "HostSecurityGroup",
             GroupDescription=f"{names.project} GPU hosts: no inbound, HTTPS out (ECS, ECR)",
             VpcId=import_value(names, "VpcId"),
-            SecurityGroupEgress=[
-                ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0",
-                                      Description="ECS agent, ECR, S3 over HTTPS")
-            ],
+            SecurityGroupEgress=[_tcp(443, "ECS agent, ECR, S3 over HTTPS", CidrIp="0.0.0.0/0")],
             Tags=tags(names, CONCERN),
         )
-    )  # fmt: skip
+    )
     user_data = Sub(
         "#!/bin/bash\necho ECS_CLUSTER=${Cluster} >> /etc/ecs/ecs.config\n"
         "echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config\n"
         # awslogs on EC2 would otherwise use the instance role; the execution role holds the log rights
         "echo ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE=true >> /etc/ecs/ecs.config\n",
         Cluster=Ref(cluster),
+    )
+    disk = ec2.EBSBlockDevice(
+        VolumeSize=HOST_DISK_GB, VolumeType="gp3", Encrypted=True, DeleteOnTermination=True
     )
     template = t.add_resource(
         ec2.LaunchTemplate(
@@ -328,26 +419,21 @@ def _gpu_capacity(t, cfg: NexusConfig, names: ResourceNames, cluster):
                 InstanceType=sv.instance_type,
                 IamInstanceProfile=ec2.IamInstanceProfile(Arn=import_value(names, "InstanceProfileArn")),
                 SecurityGroupIds=[Ref(host_sg)],
-                MetadataOptions=ec2.MetadataOptions(HttpTokens="required", HttpPutResponseHopLimit=1,
-                                                    HttpEndpoint="enabled"),
-                BlockDeviceMappings=[
-                    ec2.LaunchTemplateBlockDeviceMapping(
-                        DeviceName="/dev/xvda",
-                        Ebs=ec2.EBSBlockDevice(VolumeSize=100, VolumeType="gp3", Encrypted=True,
-                                               DeleteOnTermination=True),
-                    )
-                ],
+                MetadataOptions=ec2.MetadataOptions(
+                    HttpTokens="required", HttpPutResponseHopLimit=1, HttpEndpoint="enabled"
+                ),
+                BlockDeviceMappings=[ec2.LaunchTemplateBlockDeviceMapping(DeviceName="/dev/xvda", Ebs=disk)],
                 Monitoring=ec2.Monitoring(Enabled=True),
                 UserData=Base64(user_data),
             ),
         )
-    )  # fmt: skip
+    )
     asg = t.add_resource(
         autoscaling.AutoScalingGroup(
             "GpuAutoScalingGroup",
             AutoScalingGroupName=f"{names.project}-serve-gpu",
             MinSize="0",
-            MaxSize=str(sv.max_tasks),
+            MaxSize=str(max_gpu_hosts(cfg)),
             VPCZoneIdentifier=import_list(names, "PrivateSubnets"),
             LaunchTemplate=autoscaling.LaunchTemplateSpecification(
                 LaunchTemplateId=Ref(template), Version=GetAtt(template, "LatestVersionNumber")
@@ -367,14 +453,15 @@ def _gpu_capacity(t, cfg: NexusConfig, names: ResourceNames, cluster):
             Tags=tags(names, CONCERN),
         )
     )
+    default = ecs.CapacityProviderStrategy(CapacityProvider=Ref(provider), Weight=1)
     associations = t.add_resource(
         ecs.ClusterCapacityProviderAssociations(
             "CapacityProviderAssociations",
             Cluster=Ref(cluster),
             CapacityProviders=[Ref(provider)],
-            DefaultCapacityProviderStrategy=[ecs.CapacityProviderStrategy(CapacityProvider=Ref(provider), Weight=1)],
+            DefaultCapacityProviderStrategy=[default],
         )
-    )  # fmt: skip
+    )
     return provider, associations
 
 
