@@ -91,6 +91,13 @@ def test_deployed_roles_carry_scoped_inline_policies(aws):
     assert not iam.list_attached_role_policies(RoleName="nexus-training")["AttachedPolicies"]
     for name in ("nexus-glue", "nexus-serve-task", "nexus-serve-execution", "nexus-serve-instance"):
         assert iam.get_role(RoleName=name)["Role"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:role/{name}"
+    # the serving stack lets the execution role read the API-key secret (and nothing more)
+    assert iam.list_role_policies(RoleName="nexus-serve-execution")["PolicyNames"] == [
+        "nexus-serve-execution",
+        "nexus-serve-api-keys",
+    ]
+    keys = iam.get_role_policy(RoleName="nexus-serve-execution", PolicyName="nexus-serve-api-keys")
+    assert [s["Action"] for s in keys["PolicyDocument"]["Statement"]] == [["secretsmanager:GetSecretValue"]]
 
 
 def test_deployed_network_and_serving_match_the_config(aws):
@@ -116,6 +123,61 @@ def test_deployed_network_and_serving_match_the_config(aws):
     }
     topics = aws.clients.client("sns").list_topics()["Topics"]
     assert any(t["TopicArn"].endswith(":nexus-alerts") for t in topics)
+
+
+def _resolve_refs(value, physical: dict[str, str]):
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return physical[value["Ref"]]
+        return {k: _resolve_refs(v, physical) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_refs(v, physical) for v in value]
+    return value
+
+
+def _create_alarms_as_cloudformation_would(aws) -> int:
+    """moto 5.2.5's CloudFormation cannot create alarms: its model map (every CloudFormationModel
+    subclass, moto/cloudformation/parsing.py) has only AWS::CloudWatch::Dashboard for CloudWatch, so
+    it skips AWS::CloudWatch::Alarm with "not supported by moto's CloudFormation implementation".
+    Stand in for CloudFormation's alarm handler: PutMetricAlarm with each alarm's properties from the
+    template the deployed stack holds, Refs resolved to that stack's physical ids."""
+    cf = aws.clients.client("cloudformation")
+    stack = aws.names.stack("monitoring")
+    template = cf.get_template(StackName=stack)["TemplateBody"]
+    template = json.loads(template) if isinstance(template, str) else template
+    topic = cf.describe_stack_resource(StackName=stack, LogicalResourceId="AlertsTopic")
+    physical = {"AlertsTopic": topic["StackResourceDetail"]["PhysicalResourceId"]}
+    alarms = [r for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    for alarm in alarms:
+        aws.clients.client("cloudwatch").put_metric_alarm(**_resolve_refs(alarm["Properties"], physical))
+    return len(alarms)
+
+
+def test_deployed_alarms_follow_the_guide_rules(aws):
+    cloudwatch = aws.clients.client("cloudwatch")
+    assert not cloudwatch.describe_alarms(AlarmNamePrefix="nexus-")["MetricAlarms"], (
+        "moto now creates alarms through CloudFormation: drop the stand-in below"
+    )
+    assert _create_alarms_as_cloudformation_would(aws) == 2
+    alarms = {
+        a["MetricName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix="nexus-")["MetricAlarms"]
+    }
+    topic = next(t["TopicArn"] for t in aws.clients.client("sns").list_topics()["Topics"])
+    assert topic.endswith(":nexus-alerts")
+    expected = {
+        "ResponseTime": {"Statistic": "Average", "Period": 300, "EvaluationPeriods": 2, "Threshold": 5.0},
+        "ErrorCount": {"Statistic": "Sum", "Period": 300, "EvaluationPeriods": 1, "Threshold": 5.0},
+    }
+    assert set(alarms) == set(expected)
+    for metric, want in expected.items():
+        alarm = alarms[metric]
+        assert alarm["AlarmName"] == f"nexus-{metric}"
+        assert alarm["Namespace"] == "NexusLLM/API"
+        assert alarm["Dimensions"] == [{"Name": "Service", "Value": "nexus"}]
+        assert {k: alarm[k] for k in want} == want, metric
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
+        assert alarm["TreatMissingData"] == "notBreaching"
 
 
 def test_deploying_a_stack_before_its_dependencies_fails_clearly(aws, tmp_path):
