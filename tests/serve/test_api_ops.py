@@ -118,6 +118,38 @@ def test_overload_gets_429_with_retry_after_and_never_5xx(tiny_engine):
         assert httpx.post(f"{s.url}/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 200
 
 
+def test_more_prompts_than_max_concurrent_is_400_at_once(tiny_engine):
+    app = create_app(tiny_engine, ServeConfig(max_concurrent=2, queue_timeout_s=30), manage_engine=False)
+    with serve_app(app) as s:
+        start = time.perf_counter()
+        r = httpx.post(
+            f"{s.url}/v1/completions", json={"prompt": ["a", "b", "c"], "max_tokens": 2}, timeout=60
+        )
+        assert time.perf_counter() - start < 5  # not after the 30 s queue timeout
+        assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+        assert "--max-concurrent" in r.json()["error"]["message"]
+        assert app.state.serving.admission.in_flight == 0
+
+
+def test_concurrent_multi_prompt_requests_do_not_stall_each_other(tiny_engine):
+    settings = ServeConfig(max_concurrent=4, max_queue=16, queue_timeout_s=60)
+    app = create_app(tiny_engine, settings, manage_engine=False)
+    body = {"prompt": ["Hello", "The quick", "Servers"], "max_tokens": 6, "ignore_eos": True}
+    with serve_app(app) as s:
+
+        def call(_):
+            return httpx.post(f"{s.url}/v1/completions", json=body, timeout=120)
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(call, range(6)))
+        elapsed = time.perf_counter() - start
+    assert [r.status_code for r in responses] == [200] * 6
+    assert all(len(r.json()["choices"]) == 3 for r in responses)
+    assert elapsed < 30, f"six 3-prompt requests on 4 slots took {elapsed:.1f} s"
+    assert (app.state.serving.admission.in_flight, app.state.serving.admission.waiting) == (0, 0)
+
+
 @pytest.fixture(scope="module")
 def long_served(long_model_dir):
     """A server on the 4096-token tiny model, for requests that are still running when cut off."""
@@ -161,6 +193,29 @@ def test_client_that_gives_up_on_a_plain_request_frees_its_slot(long_served):
         httpx.post(f"{long_served.url}/v1/completions", json=body, timeout=httpx.Timeout(60, read=1.0))
     (record,) = _wait_cancelled(engine, before)
     assert record.finish_reason == "cancelled" and record.completion_tokens < 4000
+
+
+def test_a_client_that_leaves_the_admission_queue_frees_its_place(long_served):
+    settings = ServeConfig(max_concurrent=1, max_queue=4, max_tokens=4000, queue_timeout_s=60)
+    app = create_app(long_served.engine, settings, manage_engine=False)
+    admission = app.state.serving.admission
+    body = {"prompt": "Hello", "max_tokens": 4000, "ignore_eos": True, "stream": True}
+    with (
+        serve_app(app) as s,
+        httpx.stream("POST", f"{s.url}/v1/completions", json=body, timeout=60) as running,
+    ):
+        lines = running.iter_lines()  # (kept: a dropped iterator closes the response)
+        assert next(lines).startswith("data: {")  # this stream holds the only slot
+        with pytest.raises(httpx.ReadTimeout):  # queued behind it, then the client gives up
+            httpx.post(f"{s.url}/v1/completions", json={"prompt": "x", "max_tokens": 2},
+                       timeout=httpx.Timeout(60, read=0.5))  # fmt: skip
+        deadline = time.monotonic() + 5
+        while admission.waiting:
+            assert time.monotonic() < deadline, "the request that left still waits for a slot"
+            time.sleep(0.02)
+        assert admission.in_flight == 1 and long_served.engine.stats().running == 1  # the stream still runs
+    text = httpx.get(f"{long_served.url}/metrics").text  # the shared engine's view: nothing leaked
+    assert _metric(text, "nexus_engine_batch_size") <= 1
 
 
 def test_health_answers_fast_while_the_engine_is_busy(long_served):

@@ -99,7 +99,7 @@ class Serving:
             seed=req.seed,
             stop=self._stops(req.stop_strings()),
         )
-        job = await self._start(rec, [(ids, params)])
+        job = await self._start(rec, [(ids, params)], http)
         try:
             ((text, last),) = await self._collect(job, http)
         finally:
@@ -111,13 +111,12 @@ class Serving:
         self._check_model(req.model)
         self._check_ready()
         prompts = req.prompts()
-        if len(prompts) > self.settings.max_prompts:
-            raise APIError(400, f"at most {self.settings.max_prompts} prompts per request", param="prompt")
+        self._check_prompt_count(len(prompts))
         work = []
         for prompt in prompts:
             ids = await self._encode(prompt) if isinstance(prompt, str) else self._check_ids(prompt)
             work.append((ids, self._sampling(req, len(ids), req.max_tokens, "prompt")))
-        job = await self._start(rec, work)
+        job = await self._start(rec, work, http)
         rid = f"cmpl-{uuid.uuid4().hex}"
         if req.stream:
             return GuardedStream(self._completion_events(job, rid, req.include_usage), lambda: self._end(job))
@@ -135,7 +134,7 @@ class Serving:
         self._check_model(req.model)
         self._check_ready()
         ids = await self._encode_chat(req.template_messages())
-        job = await self._start(rec, [(ids, self._sampling(req, len(ids), req.limit(), "messages"))])
+        job = await self._start(rec, [(ids, self._sampling(req, len(ids), req.limit(), "messages"))], http)
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             return GuardedStream(self._chat_events(job, rid, req.include_usage), lambda: self._end(job))
@@ -161,6 +160,17 @@ class Serving:
             raise APIError(
                 503, "the model is not loaded yet", code="model_not_ready", headers={"Retry-After": "5"}
             )
+
+    def _check_prompt_count(self, n: int) -> None:
+        """Each prompt takes an engine slot, so a request may not have more than ``max_concurrent``."""
+        s = self.settings
+        if n > s.max_prompts:
+            raise APIError(400, f"at most {s.max_prompts} prompts per request, got {n}", param="prompt")
+        if n > self.admission.max_concurrent:
+            raise APIError(
+                400, f"{n} prompts but this server runs at most {self.admission.max_concurrent} at once "
+                "(--max-concurrent): send them in smaller requests", param="prompt",
+            )  # fmt: skip
 
     def _check_ids(self, ids: list[int]) -> list[int]:
         vocab = self.engine.vocab_size
@@ -235,13 +245,14 @@ class Serving:
             raise APIError(400, f"the chat template rejected the messages: {err}", param="messages") from None
 
     # ------------------------------------------------------------ engine calls
-    async def _start(self, rec: RequestRecord, work: list[tuple[list[int], SamplingParams]]) -> Job:
-        """Take one admission slot per prompt and submit them all (429 when there is no room)."""
+    async def _start(
+        self, rec: RequestRecord, work: list[tuple[list[int], SamplingParams]], http: Request
+    ) -> Job:
+        """Take one admission slot per prompt, all at once, and submit them (429 when there is no room)."""
         job = Job(rec)
         try:
-            for _ in work:
-                await self.admission.acquire()
-                job.slots += 1
+            await self._admit(len(work), http)
+            job.slots = len(work)
             for ids, params in work:
                 job.handles.append(self.engine.submit(ids, params))
                 rec.prompt_tokens += len(ids)
@@ -260,12 +271,31 @@ class Serving:
         rec.request_id = job.handles[0].request_id if job.handles else None
         return job
 
+    async def _admit(self, slots: int, http: Request) -> None:
+        """Take ``slots`` admission slots; while queued, watch the connection and leave if the client does."""
+        if self.admission.try_acquire(slots):
+            return
+        waiting = asyncio.ensure_future(self.admission.acquire(slots))
+        watch = asyncio.ensure_future(_wait_disconnect(http))
+        try:
+            await asyncio.wait({waiting, watch}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # this request was cancelled: hold nothing
+            watch.cancel()
+            if not waiting.cancel() and not waiting.cancelled() and waiting.exception() is None:
+                self.admission.release(slots)
+            raise
+        watch.cancel()
+        if waiting.done():
+            waiting.result()  # raises Overloaded after the queue timeout
+            return
+        waiting.cancel()  # leaves the queue at once (a grant racing with this is given back)
+        _client_gone(http)
+
     def _end(self, job: Job) -> None:
         """Cancel what still runs, give the slots back, and note the tokens (idempotent)."""
         job.cancel_unfinished()
-        for _ in range(job.slots):
-            self.admission.release()
         if job.slots:
+            self.admission.release(job.slots)
             self.admission.record(time.perf_counter() - job.record.start)
         job.slots = 0
 
@@ -288,9 +318,7 @@ class Serving:
         if not work.done():
             job.cancel_unfinished()
             work.cancel()
-            job.record.status = 499
-            job.record.error_type = "client_disconnected"
-            raise ClientGone()
+            _client_gone(http)
         results = work.result()
         if any(last.finish_reason == "error" for _, last in results):
             raise APIError(500, "generation failed on the server", code="generation_failed")
@@ -365,6 +393,12 @@ def _record(http: Request) -> RequestRecord:
         rec = RequestRecord(endpoint=http.url.path)
         http.state.record = rec
     return rec
+
+
+def _client_gone(http: Request) -> None:
+    rec = _record(http)
+    rec.status, rec.error_type = 499, "client_disconnected"
+    raise ClientGone()
 
 
 async def _wait_disconnect(http: Request) -> None:
