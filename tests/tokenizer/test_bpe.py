@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from transformers import AutoTokenizer
@@ -67,3 +68,25 @@ def test_missing_curated_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "part-00000.parquet").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="nexus data prepare"):
         run_tokenizer_train(TokenizerConfig(), str(tmp_path), str(tmp_path / "tok"))
+
+
+def test_an_interrupted_rerun_never_leaves_the_old_manifest(tmp_path, monkeypatch):
+    from nexus_llm import storage
+
+    data = write_curated(tmp_path / "curated", story_texts(30))
+    out = tmp_path / "tok"
+    first = run_tokenizer_train(TokenizerConfig(vocab_size=300), str(data), str(out))
+    (out / "stale.json").write_text("{}")  # written by an older version, listed in its manifest
+    (out / "manifest.json").write_text(json.dumps({**first, "files": [*first["files"], "stale.json"]}))
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt("killed while uploading")
+
+    monkeypatch.setattr(storage, "upload_dir", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_tokenizer_train(TokenizerConfig(vocab_size=320), str(data), str(out))
+    assert not (out / "manifest.json").exists() and not (out / "stale.json").exists()
+    monkeypatch.undo()
+    second = run_tokenizer_train(TokenizerConfig(vocab_size=320), str(data), str(out))
+    assert second["vocab_size"] == 320 and (out / "manifest.json").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([*second["files"], "manifest.json"])

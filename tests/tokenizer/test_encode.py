@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -67,21 +68,70 @@ def test_literal_eos_in_text_does_not_split_a_document(corpus):
 
 
 def test_split_is_independent_of_batching_and_part_layout(corpus, tmp_path):
-    root, _, texts = corpus
-    other = write_curated(tmp_path / "one-part", texts, parts=1)
-    a = run_tokenize(
-        TokenizeConfig(val_fraction=0.3, batch_rows=7), str(other), str(root / "tok"), str(tmp_path / "a")
-    )
-    b = run_tokenize(
-        TokenizeConfig(val_fraction=0.3, batch_rows=64, threads=1),
-        str(other),
-        str(root / "tok"),
-        str(tmp_path / "b"),
-    )
+    root, data, texts = corpus
+    assert len(list(data.glob("part-*.parquet"))) == 3
+    one_part = write_curated(tmp_path / "one-part", texts, parts=1)
+    a = run_tokenize(TokenizeConfig(val_fraction=0.3, batch_rows=7, shard_tokens=1024),
+                     str(data), str(root / "tok"), str(tmp_path / "a"))  # fmt: skip
+    b = run_tokenize(TokenizeConfig(val_fraction=0.3, batch_rows=64, threads=1, shard_tokens=1024),
+                     str(one_part), str(root / "tok"), str(tmp_path / "b"))  # fmt: skip
     for split in shards.SPLITS:
-        assert a["splits"][split]["tokens"] == b["splits"][split]["tokens"]
-        for fa, fb in zip(a["splits"][split]["files"], b["splits"][split]["files"], strict=True):
-            assert (tmp_path / "a" / fa).read_bytes() == (tmp_path / "b" / fb).read_bytes()
+        assert a["splits"][split] == b["splits"][split]
+        assert a["splits"][split]["files"]
+        for rel in a["splits"][split]["files"]:
+            assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    # the same tokens, made from another input layout with other threads and timings: one identity
+    assert a["input"]["uri"] != b["input"]["uri"] and a["settings"] != b["settings"]
+    assert shards.content_digest(a) == shards.content_digest(b)
+
+
+def test_content_digest_ignores_timings_and_locations_but_not_content(corpus, tmp_path):
+    root, data, _ = corpus
+    cfg = TokenizeConfig(val_fraction=0.2)
+    a = run_tokenize(cfg, str(data), str(root / "tok"), str(tmp_path / "a"))
+    b = run_tokenize(cfg, str(data), str(root / "tok"), str(tmp_path / "b"))
+    timing = ("seconds", "tokens_per_second", "bytes_per_second")
+    b.update({k: b[k] * 3 + 1 for k in timing}, tokenizer={**b["tokenizer"], "uri": "s3://elsewhere/tok"})
+    assert [a[k] for k in timing] != [b[k] for k in timing]
+    assert shards.content_digest(a) == shards.content_digest(b)
+    other = run_tokenize(TokenizeConfig(val_fraction=0.3), str(data), str(root / "tok"), str(tmp_path / "c"))
+    assert shards.content_digest(other) != shards.content_digest(a)
+    changed = {**a, "splits": {**a["splits"], "val": {**a["splits"]["val"], "tokens": 1}}}
+    assert shards.content_digest(changed) != shards.content_digest(a)
+
+
+def test_a_rerun_leaves_no_stale_shards_and_can_reuse_its_tokenizer_copy(corpus, tmp_path, monkeypatch):
+    root, data, _ = corpus
+    out = tmp_path / "tokens"
+    run_tokenize(TokenizeConfig(val_fraction=0.2, shard_tokens=1024), str(data), str(root / "tok"), str(out))
+    (out / "train" / "shard-00042.bin").write_bytes(b"old")
+    (out / "train" / "shard-00099.bin.partial").write_bytes(b"interrupted")
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+    copy = out / "tokenizer"
+    meta = run_tokenize(TokenizeConfig(val_fraction=0.2, threads=2), str(data), str(copy), str(out))
+    for split in shards.SPLITS:
+        on_disk = sorted(f"{split}/{p.name}" for p in (out / split).iterdir())
+        assert on_disk == meta["splits"][split]["files"] == [f"{split}/shard-00000.bin"]
+    assert (copy / "tokenizer.json").read_bytes() == (root / "tok" / "tokenizer.json").read_bytes()
+    assert "RAYON_NUM_THREADS" not in os.environ  # the thread setting did not leak into the process
+
+
+def test_a_directory_without_its_manifest_is_incomplete(corpus, tmp_path):
+    root, data, _ = corpus
+    run_tokenize(TokenizeConfig(), str(data), str(root / "tok"), str(tmp_path / "t"))
+    (tmp_path / "t" / "manifest.json").unlink()  # as if killed after meta.json
+    assert (tmp_path / "t" / "meta.json").exists()
+    with pytest.raises(FileNotFoundError, match="not a complete token directory"):
+        shards.read_meta(str(tmp_path / "t"))
+
+
+def test_output_of_another_stage_is_never_cleared(corpus, tmp_path):
+    root, _, texts = corpus
+    data = write_curated(tmp_path / "curated", texts[:20], parts=2)
+    (data / "manifest.json").write_text('{"stage": "data.prepare"}')
+    with pytest.raises(ValueError, match=r"holds the output of `data\.prepare`"):
+        run_tokenize(TokenizeConfig(), str(data), str(root / "tok"), str(data))
+    assert len(list(data.glob("part-*.parquet"))) == 2 and (data / "manifest.json").exists()
 
 
 def test_meta_records_tokenizer_identity_and_input_digest(corpus, tmp_path):

@@ -23,6 +23,7 @@ def _write_tokens(root, parts: list[np.ndarray]) -> str:
     import json
 
     (root / "meta.json").write_text(json.dumps(meta))
+    (root / "manifest.json").write_text(json.dumps({"stage": "tokenize", **meta}))  # complete
     return str(root)
 
 

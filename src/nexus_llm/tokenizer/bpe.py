@@ -7,7 +7,6 @@ produce: encoding splits their literal strings like any other text (see :func:`l
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from typing import Any
@@ -73,6 +72,7 @@ def run_tokenizer_train(cfg: TokenizerConfig, data_uri: str, out_uri: str) -> di
         raise ValueError(f"{data_uri!r} holds no non-empty documents to train a tokenizer on")
     with tempfile.TemporaryDirectory(prefix="nexus-tokenizer-") as tmp:
         save_for_transformers(tok, cfg, tmp)
+        clear_previous(out_uri)
         files = storage.upload_dir(tmp, out_uri)
     manifest = {
         "stage": "tokenizer",
@@ -93,7 +93,20 @@ def run_tokenizer_train(cfg: TokenizerConfig, data_uri: str, out_uri: str) -> di
     return manifest
 
 
-def load_encoder(tokenizer_dir: str, threads: int = 0) -> Any:
+def clear_previous(out_uri: str) -> None:
+    """Forget an older tokenizer in ``out_uri`` before writing: its manifest first, so an interrupted
+    rerun never looks complete, then the files it listed, so none stays stale beside the new ones."""
+    old = storage.read_manifest(out_uri) or {}
+    if old.get("stage", "tokenizer") != "tokenizer":
+        raise ValueError(
+            f"{out_uri!r} holds the output of `{old['stage']}`, not a tokenizer: choose another -o"
+        )
+    storage.remove(storage.join(out_uri, storage.MANIFEST))
+    for rel in old.get("files", []):
+        storage.remove(storage.join(out_uri, rel))
+
+
+def load_encoder(tokenizer_dir: str) -> Any:
     """The raw fast tokenizer for bulk encoding, with special-token strings treated as plain text.
 
     ``encode_special_tokens = True`` makes a literal ``"<|eos|>"`` in a document split into ordinary
@@ -101,8 +114,6 @@ def load_encoder(tokenizer_dir: str, threads: int = 0) -> Any:
     """
     from tokenizers import Tokenizer
 
-    if threads:
-        os.environ["RAYON_NUM_THREADS"] = str(threads)
     path = storage.join(tokenizer_dir, TOKENIZER_FILE)
     try:
         tok = Tokenizer.from_str(storage.read_text(path))

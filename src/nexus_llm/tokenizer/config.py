@@ -55,5 +55,8 @@ class TokenizeConfig(StrictModel):
     )
     batch_rows: int = Field(1024, ge=1, description="documents encoded per batch (bounds memory)")
     threads: int = Field(
-        0, ge=0, description="encoding threads for the tokenizers library; 0 = one per CPU core"
+        0,
+        ge=0,
+        description="encoding threads: 0 = one per CPU core, 1 = serial; N > 1 sizes the tokenizers thread "
+        "pool when tokenizing is its first use in the process (the pool is created once)",
     )

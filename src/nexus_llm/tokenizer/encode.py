@@ -85,16 +85,30 @@ class ShardWriter:
 
 @contextmanager
 def _parallelism(threads: int):
-    """Let the tokenizers library use its thread pool for this call only (CLIs often disable it)."""
-    old = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false" if threads == 1 else "true"
+    """The tokenizers library's thread settings for this call only, restored afterwards.
+
+    ``TOKENIZERS_PARALLELISM`` is read on every call, so ``threads: 1`` (serial) always holds and other
+    values re-enable the pool even where a CLI disabled it. ``RAYON_NUM_THREADS`` sizes the Rust thread
+    pool, which is created once per process at its first parallel use: ``threads > 1`` takes effect only
+    when that is this call (as in ``nexus data tokenize``). Setting it for the call alone keeps it out of
+    later stages and child processes, where it would otherwise leak.
+    """
+    wanted = {
+        "TOKENIZERS_PARALLELISM": "false" if threads == 1 else "true",
+        "RAYON_NUM_THREADS": str(threads) if threads > 1 else None,
+    }
+    old = {key: os.environ.get(key) for key in wanted}
+    for key, value in wanted.items():
+        if value is not None:
+            os.environ[key] = value
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = old
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _flatten(encodings: list, eos_id: int, dtype: np.dtype) -> np.ndarray:
@@ -104,10 +118,28 @@ def _flatten(encodings: list, eos_id: int, dtype: np.dtype) -> np.ndarray:
     return np.fromiter(chained, dtype=dtype, count=total)
 
 
-def _prepare_output(out_uri: str) -> None:
-    """Forget an older complete run first, so an interrupted rerun is never mistaken for complete."""
-    for name in (shards.META, storage.MANIFEST):
-        storage.remove(storage.join(out_uri, name))
+OUTPUTS = (shards.META, *shards.SPLITS, TOKENIZER_SUBDIR)
+"""What a run writes besides its manifest (shards and their ``.partial`` files live under the splits)."""
+
+
+def _same_location(a: str, b: str) -> bool:
+    if storage.is_remote(a) or storage.is_remote(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _prepare_output(out_uri: str, tokenizer_uri: str) -> None:
+    """Clear an older run's outputs, its manifest first: an interrupted rerun is never mistaken for
+    complete, and no stale shard or ``.partial`` file of an older (longer) run stays beside new ones."""
+    old = storage.read_manifest(out_uri) or {}
+    if old.get("stage", "tokenize") != "tokenize":
+        raise ValueError(f"{out_uri!r} holds the output of `{old['stage']}`, not tokens: choose another -o")
+    storage.remove(storage.join(out_uri, storage.MANIFEST))
+    for name in OUTPUTS:
+        target = storage.join(out_uri, name)
+        if name == TOKENIZER_SUBDIR and _same_location(target, tokenizer_uri):
+            continue  # tokenizing again with an earlier run's copy of the tokenizer: it is the input
+        storage.remove(target)
     storage.makedirs(out_uri)
 
 
@@ -118,13 +150,13 @@ def run_tokenize(
     out_uri: str,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Encode curated data at ``data_uri`` into shards under ``out_uri``; write ``meta.json`` last."""
+    """Encode curated data at ``data_uri`` into shards under ``out_uri``; ``manifest.json`` last."""
     data = open_curated(data_uri)
-    tok = load_encoder(tokenizer_uri, cfg.threads)
+    tok = load_encoder(tokenizer_uri)
     eos_id = tok.token_to_id(tokenizer_special(tokenizer_uri, "eos_token"))
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     dtype = shards.dtype_for_vocab(vocab_size)
-    _prepare_output(out_uri)
+    _prepare_output(out_uri, tokenizer_uri)
     started = time.perf_counter()
     docs = {s: 0 for s in shards.SPLITS}
     nbytes = {s: 0 for s in shards.SPLITS}
@@ -153,7 +185,8 @@ def run_tokenize(
         files = {s: w.close() for s, w in writers.items()}
         tokens = {s: w.tokens for s, w in writers.items()}
     seconds = time.perf_counter() - started
-    storage.copy_flat_dir(tokenizer_uri, storage.join(out_uri, TOKENIZER_SUBDIR))
+    if not _same_location(tokenizer_uri, storage.join(out_uri, TOKENIZER_SUBDIR)):
+        storage.copy_flat_dir(tokenizer_uri, storage.join(out_uri, TOKENIZER_SUBDIR))
     meta = {
         "format": shards.FORMAT,
         "dtype": dtype.name,
@@ -179,8 +212,8 @@ def run_tokenize(
         "tokens_per_second": round(sum(tokens.values()) / max(seconds, 1e-9), 1),
         "bytes_per_second": round(sum(nbytes.values()) / max(seconds, 1e-9), 1),
     }
-    storage.write_json_atomic(storage.join(out_uri, shards.META), meta)
-    storage.write_manifest(out_uri, {"stage": "tokenize", **meta})
+    storage.write_json_atomic(storage.join(out_uri, shards.META), meta)  # the format description
+    storage.write_manifest(out_uri, {"stage": "tokenize", **meta})  # last: the completion marker
     return meta
 
 

@@ -4,7 +4,13 @@ Layout under a tokens directory (local path or ``s3://`` prefix)::
 
     train/shard-00000.bin ...   flat little-endian arrays of token ids (uint16 when the vocabulary fits,
     val/shard-00000.bin ...     else uint32); every document is its tokens followed by one EOS id
-    meta.json                   written last (the stage is complete exactly when it exists)
+    tokenizer/                  a copy of the tokenizer the shards were encoded with
+    meta.json                   the format description (below), written after the shards
+    manifest.json               written last: the directory is complete exactly when it exists
+
+One rule for every reader: :func:`read_meta` returns ``meta.json`` only when ``manifest.json`` exists,
+so a directory that an interrupted run left behind is never read as complete. (``meta.json`` describes
+the format and may exist before the run finished; only the manifest marks completion, as in every stage.)
 
 ``meta.json``::
 
@@ -13,14 +19,17 @@ Layout under a tokens directory (local path or ``s3://`` prefix)::
      "val_fraction": 0.01, "split_seed": 0,
      "splits": {"train": {"files": ["train/shard-00000.bin"], "tokens": 123, "documents": 4, "bytes": 456},
                 "val":   {...}},
-     ...}
+     "tokenizer": {"sha256": "...", ...}, "settings": {...}, "seconds": 1.2, ...}
 
 ``bytes`` counts the UTF-8 bytes of the documents' text, so evaluation can report bits per byte.
 A document's split depends only on its id (and the seed), never on worker count or input order.
+:func:`content_digest` identifies the tokens themselves (not when or where they were made).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,18 +59,56 @@ def shard_name(split: str, index: int) -> str:
 
 
 def read_meta(tokens_dir: str) -> dict[str, Any]:
-    """The tokens ``meta.json``; raises ``FileNotFoundError`` with a hint when the stage is incomplete."""
+    """The tokens ``meta.json`` of a complete directory (one with ``manifest.json``).
+
+    Raises ``FileNotFoundError`` with a hint when the directory is missing or incomplete, and
+    ``ValueError`` for an unknown format.
+    """
+    rerun = "Run `nexus data tokenize DATA --tokenizer DIR -o TOKENS` (again) and pass TOKENS."
+    manifest = storage.join(tokens_dir, storage.MANIFEST)
+    if not storage.exists(manifest):
+        raise FileNotFoundError(
+            f"{manifest} not found: {tokens_dir!r} is not a complete token directory "
+            f"(missing, or its tokenization was interrupted). {rerun}"
+        )
     uri = storage.join(tokens_dir, META)
     try:
         meta = storage.read_json(uri)
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"{uri} not found: {tokens_dir!r} is not a complete token directory. "
-            "Run `nexus data tokenize DATA --tokenizer DIR -o TOKENS` first."
+            f"{uri} not found: {tokens_dir!r} is not a token directory. {rerun}"
         ) from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{uri}: unknown token format {meta.get('format')!r} (expected {FORMAT!r})")
     return meta
+
+
+CONTENT_SETTINGS = ("val_fraction", "split_seed", "shard_tokens")
+"""The ``tokenize`` settings that change the shards' bytes (threads and batch size do not)."""
+
+
+def content_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of what the tokens are: format, dtype, vocabulary and special ids, each split's files
+    and counts, the tokenizer's hash and the settings that shape the shards.
+
+    Run timings (``seconds``, ``tokens_per_second``, ...) and locations (input and tokenizer URIs) are
+    left out, so tokenizing the same data again, on another machine or into another directory, gives
+    the same digest: checkpoints made on the first copy stay resumable on the second.
+    """
+    settings = meta.get("settings") or {}
+    content = {
+        "format": meta.get("format"),
+        "dtype": meta.get("dtype"),
+        "vocab_size": meta.get("vocab_size"),
+        "special_ids": [meta.get(f"{k}_token_id") for k in ("bos", "eos", "pad")],
+        "splits": {
+            name: {k: split.get(k) for k in ("files", "tokens", "documents", "bytes")}
+            for name, split in sorted((meta.get("splits") or {}).items())
+        },
+        "tokenizer_sha256": (meta.get("tokenizer") or {}).get("sha256"),
+        "settings": {k: settings.get(k, meta.get(k)) for k in CONTENT_SETTINGS},
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def read_shard(tokens_dir: str, relpath: str, dtype: np.dtype) -> np.ndarray:
