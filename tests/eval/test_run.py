@@ -110,3 +110,22 @@ def test_missing_held_out_data_and_bad_values_are_clear_errors(tmp_path, tiny_mo
         "eval", str(tiny_model_dir), "-o", str(tmp_path / "out"), "--context-length", "16", "--stride", "16"
     )  # fmt: skip
     assert proc.returncode == 2 and "stride" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_rerun_that_dies_while_writing_does_not_look_complete(tmp_path, tiny_model_dir, monkeypatch):
+    """The earlier run's manifest is removed before the new outputs are written, so a crash in between
+    leaves a directory without manifest (incomplete), never new files under the old manifest."""
+    from nexus_llm.eval.config import EvalConfig
+    from nexus_llm.eval.run import run_eval
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"stage": "eval", "model_digest": "an earlier model"}))
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("killed while rendering the report")
+
+    monkeypatch.setattr("nexus_llm.eval.report.render_report", crash)
+    with pytest.raises(RuntimeError, match="killed while rendering"):
+        run_eval(EvalConfig(perplexity=False, prompts=[]), str(tiny_model_dir), str(out))
+    assert (out / "results.json").exists() and not (out / "manifest.json").exists()

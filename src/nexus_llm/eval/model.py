@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from nexus_llm import storage
@@ -14,15 +13,13 @@ _HASH_WHOLE_BELOW = 16 << 20
 tell checkpoints apart together with config.json)."""
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("NEXUS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nexus_llm"
-    )
-    return Path(root)
-
-
 def local_model_dir(uri: str) -> Path:
-    """A local directory holding the model: ``uri`` itself, or a cached download of an ``s3://`` prefix."""
+    """A local directory holding the model: ``uri`` itself, or a cached download of an ``s3://`` prefix.
+
+    The download goes through :func:`nexus_llm.storage.cached_local_copy`, keyed by the remote files'
+    names, sizes and ETags: a model retrained into the same URI is downloaded again (and so evaluated and
+    digested as the new weights), and a partial download is never used.
+    """
     if not storage.is_remote(uri):
         path = Path(uri)
         if not (path / "config.json").is_file():
@@ -31,16 +28,9 @@ def local_model_dir(uri: str) -> Path:
                 "directory (the `model/` output of `nexus train`) or an s3:// URI of one."
             )
         return path
-    target = cache_dir() / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    done = target / ".nexus-complete"
-    if not done.exists():
-        fs, path = storage.get_fs(uri)
-        if not fs.exists(storage.join(path, "config.json")):
-            raise EvalError(f"{uri} has no config.json: not a Hugging Face model directory.")
-        target.mkdir(parents=True, exist_ok=True)
-        fs.get(path.rstrip("/") + "/", str(target), recursive=True)
-        done.write_text(uri + "\n")
-    return target
+    if not storage.exists(storage.join(uri, "config.json")):
+        raise EvalError(f"{uri} has no config.json: not a Hugging Face model directory.")
+    return Path(storage.cached_local_copy(uri, kind="models"))
 
 
 def resolve_device(device: str) -> str:
@@ -55,12 +45,15 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def load_model(uri: str, device: str = "auto", dtype: str = "auto"):
-    """``(model, tokenizer, local_dir, device)`` with the model in eval mode on ``device``."""
+def load_model(uri: str, device: str = "auto", dtype: str = "auto", local: Path | None = None):
+    """``(model, tokenizer, local_dir, device)`` with the model in eval mode on ``device``.
+
+    ``local`` is ``local_model_dir(uri)`` when the caller already resolved it (one remote listing).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    local = local_model_dir(uri)
+    local = local if local is not None else local_model_dir(uri)
     device = resolve_device(device)
     auto = torch.float32 if device == "cpu" else "auto"  # CPUs are slow and inexact in half precision
     torch_dtype = auto if dtype == "auto" else getattr(torch, dtype)
@@ -87,15 +80,3 @@ def model_digest(local: Path) -> str:
         if size < _HASH_WHOLE_BELOW:
             h.update(path.read_bytes())
     return h.hexdigest()
-
-
-def context_length(model, tokenizer) -> int:
-    """The longest sequence the model was built for."""
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(model.config, name, None)
-        if isinstance(value, int) and value > 1:
-            return value
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 1 < limit < 1_000_000:
-        return limit
-    return 2048

@@ -18,6 +18,7 @@ from nexus_llm.eval.config import EvalConfig
 from nexus_llm.eval.errors import EvalError
 
 RESULTS = "results.json"
+"""The evaluation's numbers (the contract in DESIGN.md); ``nexus eval compare`` reads it."""
 REPORT = "report.html"
 
 
@@ -47,10 +48,10 @@ def context_token(tokenizer, first_token: str) -> tuple[str, int]:
 def heldout_scores(model, tokenizer, cfg: EvalConfig, data_uri: str) -> dict[str, Any]:
     """Perplexity and bits per byte of the held-out documents, with what was scored and how."""
     from nexus_llm.eval.data import load_heldout
-    from nexus_llm.eval.model import context_length
     from nexus_llm.eval.perplexity import plan_windows, score_documents, with_context
+    from nexus_llm.modelinfo import context_length
 
-    model_ctx = context_length(model, tokenizer)
+    model_ctx = context_length(model.config, tokenizer)
     ctx = cfg.context_length or model_ctx
     if ctx > model_ctx:
         raise EvalError(f"context_length {ctx} is longer than the model's {model_ctx} positions.")
@@ -102,6 +103,17 @@ def heldout_scores(model, tokenizer, cfg: EvalConfig, data_uri: str) -> dict[str
     }
 
 
+def create_output_dir(output_uri: str) -> None:
+    """Create the output directory up front, so that a bad ``-o`` fails before the evaluation, not after."""
+    try:
+        storage.makedirs(output_uri)
+    except OSError as err:
+        raise EvalError(
+            f"cannot create the output directory {output_uri!r}: {err}. "
+            "-o names a directory to create or reuse, where you can write."
+        ) from None
+
+
 def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]:
     """Evaluate ``model_uri`` into ``output_uri``; returns the manifest (written last)."""
     from nexus_llm.eval.generate import generate_samples
@@ -110,7 +122,7 @@ def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]
     from nexus_llm.eval.report import read_training_log, render_report, training_summary
 
     started = time.perf_counter()
-    local_model_dir(model_uri)  # a wrong model path is reported before anything else
+    local = local_model_dir(model_uri)  # a wrong model path is reported before anything else
     data_uri = cfg.data or beside_model(model_uri, "tokens", "meta.json")
     if cfg.perplexity and data_uri is None:
         raise EvalError(
@@ -118,8 +130,9 @@ def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]
             "Parquet data, or --no-perplexity to skip perplexity."
         )
     runs_uri = cfg.runs or beside_model(model_uri, "runs", "metrics.jsonl")
+    create_output_dir(output_uri)
     console.print(f"[bold]eval[/] loading {model_uri}")
-    model, tokenizer, local, device = load_model(model_uri, cfg.device, cfg.dtype)
+    model, tokenizer, local, device = load_model(model_uri, cfg.device, cfg.dtype, local=local)
     results: dict[str, Any] = {"perplexity": None, "bits_per_byte": None, "heldout": None}
     if cfg.perplexity:
         results.update(heldout_scores(model, tokenizer, cfg, data_uri))
@@ -141,6 +154,8 @@ def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]
         nexus_version=__version__,
         seconds=time.perf_counter() - started,
     )
+    # an older run's manifest goes first: a rerun that dies while writing must not look complete
+    storage.remove(storage.join(output_uri, storage.MANIFEST))
     storage.write_json_atomic(storage.join(output_uri, RESULTS), results)
     storage.write_text_atomic(storage.join(output_uri, REPORT), render_report(results, training_log))
     manifest = {
