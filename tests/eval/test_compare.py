@@ -35,9 +35,19 @@ def test_a_task_in_only_one_result_still_shows():
     assert row["a"] is None and row["b"] == 0.9 and row["diff"] is None
 
 
-def test_note_when_held_out_data_differ():
+def test_no_note_on_the_same_held_out_tokens():
     assert heldout_note(_results(1, 1, 1), _results(1, 1, 1)) is None
-    assert "bits per byte" in heldout_note(_results(1, 1, 1), _results(1, 1, 1, digest="other", n_bytes=7))
+
+
+def test_other_text_compares_by_neither_figure():
+    note = heldout_note(_results(1, 1, 1), _results(1, 1, 1, digest="other", n_bytes=7))
+    assert "neither perplexity nor bits per byte is comparable" in note and "same --data" in note
+    assert "compare bits per byte" not in note
+
+
+def test_same_text_in_other_tokens_compares_by_bits_per_byte():
+    note = heldout_note(_results(1, 1, 1), _results(1, 1, 1, digest="other tokenizer"))
+    assert "compare bits per byte, not perplexity" in note and "neither" not in note
 
 
 def test_compare_command_prints_the_table_and_json(tmp_path, eval_run):

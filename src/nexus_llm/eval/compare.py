@@ -6,8 +6,7 @@ from typing import Any
 
 from nexus_llm import storage
 from nexus_llm.eval.errors import EvalError
-
-RESULTS = "results.json"
+from nexus_llm.eval.run import RESULTS
 
 
 def load_results(uri: str) -> dict[str, Any]:
@@ -52,15 +51,20 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def heldout_note(a: dict[str, Any], b: dict[str, Any]) -> str | None:
-    """A warning when the two perplexities were not measured on the same held-out data."""
+    """A warning when the two evaluations did not score the same held-out tokens.
+
+    The same text in other tokens (another tokenizer) still compares by bits per byte; other text (a
+    different byte count) compares by nothing.
+    """
     ha, hb = a.get("heldout") or {}, b.get("heldout") or {}
     if not ha or not hb:
         return None
     same = ha.get("digest") == hb.get("digest") and ha.get("tokens_predicted") == hb.get("tokens_predicted")
     if same:
         return None
-    return (
-        "the held-out data differ (source, limit or tokenizer): compare bits per byte, not perplexity"
-        if ha.get("bytes") != hb.get("bytes")
-        else "the held-out text is the same but the tokens differ: compare bits per byte, not perplexity"
-    )
+    if ha.get("bytes") != hb.get("bytes"):  # other text: no per-token or per-byte figure compares
+        return (
+            "the held-out text differs (source, split, or a --limit/--max-tokens cut): neither perplexity "
+            "nor bits per byte is comparable. Re-run both evaluations with the same --data and limits."
+        )
+    return "the held-out text is the same but the tokens differ: compare bits per byte, not perplexity"
