@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -72,3 +75,40 @@ def test_normalize_keeps_metrics_and_drops_missing_stderrs():
     out = normalize(raw)["t"]
     assert out["metrics"] == {"acc": 0.5, "f1": None}
     assert out["stderr"] == {} and out["samples"] == 5 and out["num_fewshot"] == 0
+
+
+def _write_task(folder, doc_to_text: str) -> None:
+    """A tiny local task whose prompt comes from ``doc_to_text`` (a template or a ``!function``)."""
+    rows = [{"q": f"question {i}", "label": i % 2} for i in range(4)]
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "flaky_fns.py").write_text(
+        "def doc_to_text(doc):\n"
+        "    if doc['q'].endswith('2'):\n"
+        "        raise KeyError('answer')  # a task bug that only the third document shows\n"
+        "    return doc['q']\n"
+    )
+    (folder / "task.yaml").write_text(
+        f"task: flaky_local\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    validation: data.jsonl\n"
+        f"output_type: multiple_choice\nvalidation_split: validation\ndoc_to_text: {doc_to_text}\n"
+        'doc_to_target: label\ndoc_to_choice: ["no", "yes"]\nmetric_list:\n  - metric: acc\n'
+    )
+
+
+def test_a_template_naming_a_missing_column_is_a_clear_error(tmp_path, loaded):
+    _write_task(tmp_path, '"{{question}}"')
+    with pytest.raises(
+        EvalError, match=r"task 'flaky_local': UndefinedError: 'question' is undefined.*templates"
+    ):
+        run_tasks(*loaded, EvalConfig(tasks=[str(tmp_path / "task.yaml")]), limit=4)
+
+
+def test_a_task_failing_inside_the_harness_run_is_named(tmp_path, loaded):
+    _write_task(tmp_path, "!function flaky_fns.doc_to_text")
+    with pytest.raises(EvalError, match=r"lm-eval failed on task 'flaky_local': KeyError: 'answer'"):
+        run_tasks(*loaded, EvalConfig(tasks=[str(tmp_path / "task.yaml")]), limit=4)
+
+
+def test_an_lm_eval_without_the_private_yaml_loader_says_which_version_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "lm_eval.tasks._yaml_loader", None)  # as if a release removed it
+    with pytest.raises(EvalError, match=r"lacks lm_eval\.tasks\._yaml_loader.*lm-eval>=0\.4\.13,<0\.5"):
+        load_task_yaml(EXAMPLE_TASK)

@@ -22,14 +22,18 @@ HELDOUT_TEXTS = [
 
 
 def nexus(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a subprocess (stderr kept apart for traceback checks)."""
+    """Run the real console entry point in a subprocess (stderr kept apart for traceback checks).
+
+    ``env`` is laid over this process's environment; a ``None`` value removes that variable.
+    """
     script = Path(sys.executable).parent / "nexus"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "nexus_llm.cli"]
+    merged = {**os.environ, **(env or {})}
     return subprocess.run(
         [*command, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in merged.items() if v is not None},
         cwd=REPO,
     )

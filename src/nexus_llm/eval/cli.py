@@ -7,7 +7,9 @@ to the default ``run`` command (``nexus eval MODEL`` = ``nexus eval run MODEL``)
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -46,6 +48,23 @@ app = typer.Typer(
 def _fail(err: Exception) -> typer.Exit:
     console.print(f"[bold red]error[/]: {escape(str(err))}", soft_wrap=True)
     return typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad inputs, unreadable or unwritable paths and S3 access problems end in one clear message and exit
+    status 2; anything else is a bug and keeps its traceback."""
+    from nexus_llm.eval.errors import EvalError, as_eval_error
+
+    try:
+        yield
+    except (EvalError, ConfigError) as err:
+        raise _fail(err) from None
+    except Exception as err:
+        mapped = as_eval_error(err)
+        if mapped is None:
+            raise
+        raise _fail(mapped) from None
 
 
 def _effective_config(config: Path | None, overrides: dict):
@@ -115,7 +134,6 @@ def evaluate(
     seed: int | None = typer.Option(None, "--seed"),
 ) -> None:
     """Evaluate MODEL into EVALDIR: results.json, report.html, manifest.json."""
-    from nexus_llm.eval.errors import EvalError
     from nexus_llm.eval.run import run_eval
 
     overrides = {
@@ -125,12 +143,10 @@ def evaluate(
         "bootstrap_iters": bootstrap_iters, "prompts": prompts, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "device": device, "dtype": dtype, "seed": seed,
     }  # fmt: skip
-    try:
+    with _user_errors():
         overrides["task_data"] = _task_data(task_data)
         cfg = _effective_config(config, overrides)
         manifest = run_eval(cfg, model, output)
-    except (EvalError, ConfigError) as err:
-        raise _fail(err) from None
     _summary(manifest, output)
 
 
@@ -156,13 +172,10 @@ def compare_cmd(
     """Two evaluations side by side: A, B, B − A, relative change, and which is better."""
     from nexus_llm.console import table
     from nexus_llm.eval.compare import compare, heldout_note, load_results
-    from nexus_llm.eval.errors import EvalError
     from nexus_llm.eval.report import fmt
 
-    try:
+    with _user_errors():
         ra, rb = load_results(a), load_results(b)
-    except EvalError as err:
-        raise _fail(err) from None
     rows = compare(ra, rb)
     if as_json:
         print(json.dumps({"a": a, "b": b, "rows": rows}, indent=2))

@@ -43,19 +43,22 @@ def run_tasks(model, tokenizer, cfg, limit: int | None = None) -> dict[str, Any]
     manager, specs = prepare(cfg.tasks, cfg.task_dirs, cfg.task_data)
     loaded = [obj for spec in specs for obj in _load(manager, spec)]
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size, device=str(model.device))
-    result = simple_evaluate(
-        model=lm,
-        tasks=loaded,
-        task_manager=manager,
-        num_fewshot=cfg.num_fewshot,
-        limit=limit,
-        bootstrap_iters=cfg.bootstrap_iters,
-        log_samples=False,
-        random_seed=cfg.seed,
-        numpy_random_seed=cfg.seed,
-        torch_random_seed=cfg.seed,
-        fewshot_random_seed=cfg.seed,
-    )
+    try:
+        result = simple_evaluate(
+            model=lm,
+            tasks=loaded,
+            task_manager=manager,
+            num_fewshot=cfg.num_fewshot,
+            limit=limit,
+            bootstrap_iters=cfg.bootstrap_iters,
+            log_samples=False,
+            random_seed=cfg.seed,
+            numpy_random_seed=cfg.seed,
+            torch_random_seed=cfg.seed,
+            fewshot_random_seed=cfg.seed,
+        )
+    except _task_errors() as err:
+        raise EvalError(_task_failure_message(err, [s.name for s in specs])) from err
     return normalize(result)
 
 
@@ -86,8 +89,7 @@ def prepare(names: list[str], task_dirs: list[str], task_data: dict[str, str]):
 
 
 def _index_task_dirs(task_dirs: list[str]) -> dict[str, Path]:
-    from lm_eval.tasks._yaml_loader import load_yaml
-
+    load_yaml = _harness_yaml_loader()
     found: dict[str, Path] = {}
     for d in task_dirs:
         if not Path(d).is_dir():
@@ -104,8 +106,7 @@ def _index_task_dirs(task_dirs: list[str]) -> dict[str, Path]:
 
 def load_task_yaml(path: Path) -> dict[str, Any]:
     """A task YAML as lm-eval reads it, with relative data paths resolved against the YAML's folder."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
+    load_yaml = _harness_yaml_loader()
     try:
         cfg = load_yaml(path, resolve_func=True)
     except Exception as err:
@@ -157,11 +158,11 @@ def builtin_manager(names: list[str]):
 
     files = _files_for(names) if names else set()
     if not files:
-        return TaskManager(include_defaults=False)
+        return _checked(TaskManager(include_defaults=False))
     farm = Path(tempfile.mkdtemp(prefix="nexus-lm-eval-tasks-"))
     for i, path in enumerate(sorted(files)):
         (farm / f"{i:05d}-{path.name}").symlink_to(path)  # lm-eval resolves the link: includes still work
-    manager = TaskManager(include_defaults=False, include_path=str(farm))
+    manager = _checked(TaskManager(include_defaults=False, include_path=str(farm)))
     weakref.finalize(manager, shutil.rmtree, farm, True)
     if any(n not in manager.all_tasks for n in names):
         return TaskManager()  # defined in a way the text search cannot see; let the harness index it all
@@ -177,8 +178,7 @@ def _harness_yaml_texts() -> dict[Path, str]:
 
 def _files_for(names: list[str]) -> set[Path]:
     """The harness's YAML files that mention a name, closed over the members of groups among them."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
+    load_yaml = _harness_yaml_loader()
     texts = _harness_yaml_texts()
     wanted, seen, files = set(names), set(), set()
     while wanted - seen:
@@ -209,6 +209,8 @@ def _load(manager, spec: TaskSpec) -> list:
         raise EvalError(_missing_dataset_message(manager, spec, err)) from None
     except KeyError as err:
         raise EvalError(f"task {spec.name!r}: its dataset has no split or column {err}.") from None
+    except _task_errors() as err:  # building a task renders its templates on the first document
+        raise EvalError(_task_failure_message(err, [spec.name])) from err
     return list(loaded["groups"].values()) or list(loaded["tasks"].values())
 
 
@@ -278,3 +280,74 @@ def _quiet_harness() -> None:
     """lm-eval logs every default it fills in at WARNING; keep the terminal for our progress."""
     for name in ("lm_eval", "lm-eval"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _task_errors() -> tuple[type[Exception], ...]:
+    """What a task's own definition can raise inside the harness: a template naming a missing column
+    (jinja2's UndefinedError), a ``!function`` that fails, a metric on an empty or odd dataset, or the
+    model running out of memory on a batch (RuntimeError)."""
+    import jinja2
+
+    return (jinja2.TemplateError, LookupError, TypeError, ValueError, AttributeError, ArithmeticError,
+            RuntimeError)  # fmt: skip
+
+
+def _task_failure_message(err: Exception, requested: list[str]) -> str:
+    """Name the task that failed: the innermost harness ``Task`` on the traceback, else the requested ones."""
+    import traceback
+
+    import jinja2
+    from lm_eval.api.task import Task
+
+    names = [
+        getattr(getattr(frame.f_locals.get("self"), "config", None), "task", None)
+        for frame, _ in traceback.walk_tb(err.__traceback__)
+        if isinstance(frame.f_locals.get("self"), Task)
+    ]
+    names = [n for n in names if isinstance(n, str)]
+    which = f"task {names[-1]!r}" if names else "task(s) " + ", ".join(repr(n) for n in requested)
+    hint = (
+        " Check its doc_to_text / doc_to_target / doc_to_choice templates against the dataset's columns."
+        if isinstance(err, jinja2.TemplateError)
+        else ""
+    )
+    return f"lm-eval failed on {which}: {type(err).__name__}: {str(err).rstrip('.')}.{hint}"
+
+
+# --- lm-eval internals ----------------------------------------------------------------------------
+# lm-eval 0.4.13 has no public way to read a task YAML the way the harness does (``include:`` merging,
+# ``!function`` tags) or to find where a registered task's YAML lives. This module uses its private
+# ``lm_eval.tasks._yaml_loader.load_yaml`` (imported only in _harness_yaml_loader) and
+# ``TaskManager.task_index`` / ``TaskManager.load`` (checked in _checked). pyproject pins lm-eval to
+# >=0.4.13,<0.5; should an install outside that range lack them, the user is told which version to
+# install instead of seeing an ImportError or AttributeError from deep inside a run.
+
+
+def _harness_yaml_loader():
+    """lm-eval's own task YAML reader (private API, see the comment above)."""
+    try:
+        from lm_eval.tasks._yaml_loader import load_yaml
+    except ImportError as err:
+        raise EvalError(_incompatible_harness(f"lm_eval.tasks._yaml_loader.load_yaml ({err})")) from None
+    return load_yaml
+
+
+def _checked(manager):
+    """``manager`` when it has the TaskManager API this module uses (see the comment above)."""
+    missing = [name for name in ("task_index", "load", "all_tasks") if not hasattr(manager, name)]
+    if missing:
+        raise EvalError(_incompatible_harness("TaskManager." + ", TaskManager.".join(missing)))
+    return manager
+
+
+def _incompatible_harness(what: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("lm-eval")
+    except PackageNotFoundError:
+        installed = "unknown"
+    return (
+        f"the installed lm-eval ({installed}) lacks {what}, which nexus eval relies on. "
+        "Install a supported version: pip install 'lm-eval>=0.4.13,<0.5' (or 'nexus-llm[eval]')."
+    )
