@@ -5,29 +5,18 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from nexus_llm.config import ConfigError, parse_config
-
-EXAMPLE_EVAL_SECTION = """
-eval:                             # nexus run passes the workspace's tokens/ and runs/ as data and runs
-  split: val
-  batch_size: 8
-  limit: null                     # e.g. 50 for a quick check: documents, and examples per task
-  max_tokens: null                # e.g. 20000 held-out tokens
-  tasks: [examples/tasks/paraphrase_local.yaml]
-  bootstrap_iters: 0              # lm-eval's stderr bootstrap; 100000 is its own default
-  prompts:
-    - "It is a truth universally acknowledged"
-    - "In the beginning"
-    - "DICTIONARY, n."
-  max_new_tokens: 48
-"""
+from nexus_llm.config import ConfigError, load_config, parse_config
+from support.eval_kit import REPO
 
 
-def test_the_documented_eval_section_is_valid():
-    cfg = parse_config(yaml.safe_load(EXAMPLE_EVAL_SECTION)).eval
-    assert cfg.tasks == ["examples/tasks/paraphrase_local.yaml"] and cfg.bootstrap_iters == 0
-    assert cfg.prompts[0] == "It is a truth universally acknowledged"
-    assert cfg.data is None and cfg.first_token == "auto"
+def test_the_shipped_example_eval_section_is_valid_and_its_tasks_exist():
+    """examples/nexus.yaml as users get it: every key of its eval: section is kept as written."""
+    path = REPO / "examples" / "nexus.yaml"
+    written = yaml.safe_load(path.read_text())["eval"]
+    cfg = load_config(path).eval
+    assert written and {k: getattr(cfg, k) for k in written} == written
+    assert cfg.tasks and all((REPO / task).is_file() for task in cfg.tasks if task.endswith(".yaml"))
+    assert cfg.data is None and cfg.runs is None  # nexus run passes the workspace's tokens/ and runs/
 
 
 def test_stride_not_below_context_is_explained():

@@ -66,6 +66,7 @@ def test_tokens_from_another_tokenizer_are_refused(token_dir, tmp_path, tok):
     other = tmp_path / "other"
     other.mkdir()
     (other / "meta.json").write_text(json.dumps(meta))
+    (other / "manifest.json").write_text((token_dir / "manifest.json").read_text())
     with pytest.raises(EvalError, match="different tokenizer"):
         load_heldout(str(other), tok)
 

@@ -63,7 +63,8 @@ def test_short_documents_match_plain_transformers_summed_nll(model_and_tokenizer
 def test_long_document_matches_the_transformers_guide_strided_recipe(model_and_tokenizer):
     """A document 5x the context, scored with overlapping windows, vs the HF perplexity guide's loop."""
     model, tok = model_and_tokenizer
-    doc = np.array([*tok("In the beginning was the word, and the word was a token. " * 12).input_ids, 2])
+    text = "In the beginning was the word, and the word was a token. " * 12
+    doc = np.array([*tok(text).input_ids, tok.eos_token_id])
     context, stride = 32, 12
     scores = score_documents(model, [doc], tok.eos_token_id, context, stride, batch_size=4)
     seq = torch.tensor([[tok.eos_token_id, *doc.tolist()]])

@@ -1,7 +1,8 @@
 """Write a token directory in the ``nexus-tokens-v1`` format (``nexus_llm.tokenizer.shards``) for tests.
 
 Stages downstream of ``nexus data tokenize`` are tested against this tiny writer, which follows the
-format's docstring: EOS-terminated documents in flat little-endian shards, ``meta.json`` written last.
+format's docstring: EOS-terminated documents in flat little-endian shards, then ``meta.json``, then
+``manifest.json`` last (a token directory is complete exactly when its manifest exists).
 """
 
 from __future__ import annotations
@@ -48,4 +49,5 @@ def write_token_dir(
             "bytes": sum(len(t.encode("utf-8")) for t in texts),
         }
     (out / "meta.json").write_text(json.dumps(meta))
+    (out / "manifest.json").write_text(json.dumps({"stage": "tokenize", "outputs": ["meta.json"]}))
     return meta
