@@ -89,6 +89,8 @@ class BatchingEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._error: str | None = None
+        # A fast tokenizer mutates its Rust state when a call changes truncation/padding, and a concurrent
+        # call then fails ("Already borrowed"); encodes are serialized here, always in worker threads.
         self._encode_lock = threading.Lock()
         # running batch: rows[i] is batch row i
         self._rows: list[_Sequence] = []
@@ -164,6 +166,7 @@ class BatchingEngine:
 
     # ---------------------------------------------------------------- requests
     def encode(self, text: str) -> list[int]:
+        """Prompt text to ids. Blocks (on the tokenizer lock): call it off the event loop."""
         lm = self._require()
         with self._encode_lock:
             ids = lm.tokenizer(text).input_ids
@@ -177,8 +180,9 @@ class BatchingEngine:
         lm = self._require()
         if not getattr(lm.tokenizer, "chat_template", None):
             raise NoChatTemplate("this model's tokenizer has no chat template; use /v1/completions")
+        # Rendering (Jinja, pure Python, up to a 1 MiB conversation) needs no lock; only tokenizing does.
+        text = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         with self._encode_lock:
-            text = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             ids = lm.tokenizer(text, add_special_tokens=False).input_ids
         return list(ids) or self.encode("")
 

@@ -131,10 +131,12 @@ class Engine(Protocol):
     def stats(self) -> EngineStats: ...
 
     def encode(self, text: str) -> list[int]:
-        """Prompt text to token ids (never empty: an empty prompt becomes the BOS token)."""
+        """Prompt text to token ids (never empty: an empty prompt becomes the BOS token).
+
+        May block (a lock, a long text): the HTTP layer calls it in a worker thread, never on the loop."""
 
     def encode_chat(self, messages: list[dict[str, Any]]) -> list[int]:
-        """Chat messages to token ids through the tokenizer's chat template."""
+        """Chat messages to token ids through the tokenizer's chat template (blocks, like ``encode``)."""
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
         """Queue a request (call on an event loop). Raises EngineOverloaded or EngineNotReady."""

@@ -33,8 +33,6 @@ from nexus_llm.serve.engine import (
 from nexus_llm.serve.errors import APIError
 from nexus_llm.serve.metrics import RequestRecord
 
-LONG_PROMPT_CHARS = 2000  # tokenize longer prompts in a worker thread, off the event loop
-
 
 class ClientGone(Exception):
     """The client disconnected before its response was ready."""
@@ -225,10 +223,10 @@ class Serving:
         )
 
     async def _encode(self, text: str) -> list[int]:
+        # Always in a worker thread, however short the text: encoding waits for the engine's tokenizer
+        # lock, which a huge chat request may hold for seconds, and the event loop must never wait.
         try:
-            if len(text) > LONG_PROMPT_CHARS:
-                return await asyncio.to_thread(self.engine.encode, text)
-            return self.engine.encode(text)
+            return await asyncio.to_thread(self.engine.encode, text)
         except EngineNotReady as err:
             raise APIError(503, str(err), code="model_not_ready", headers={"Retry-After": "5"}) from None
         except (ValueError, TypeError) as err:
