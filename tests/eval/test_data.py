@@ -113,3 +113,17 @@ def test_reads_what_nexus_data_tokenize_writes(tmp_path, tiny_model_dir, tok):
     assert 0 < len(val) < len(texts)
     assert [d.tolist() for d in held.documents] == _expected(tok, val)
     assert held.bytes == sum(len(t.encode()) for t in val) and held.bytes_source == "meta"
+
+
+def test_the_digest_of_tokens_ignores_when_they_were_made(token_dir, tmp_path, tok):
+    """The same tokens written again (other timings in meta.json) are the same held-out data to compare."""
+    import shutil
+
+    again = tmp_path / "again"
+    shutil.copytree(token_dir, again)
+    meta = json.loads((again / "meta.json").read_text())
+    (again / "meta.json").write_text(json.dumps({**meta, "seconds": 12.5, "tokens_per_second": 99.0}))
+    assert load_heldout(str(again), tok).digest == load_heldout(str(token_dir), tok).digest
+    meta["splits"]["val"]["bytes"] += 1  # other content: another digest
+    (again / "meta.json").write_text(json.dumps(meta))
+    assert load_heldout(str(again), tok).digest != load_heldout(str(token_dir), tok).digest
