@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 from typer.testing import CliRunner
 
 from nexus_llm.cli import app
-from nexus_llm.serve.bench import BenchSettings, prompts, run_bench
+from nexus_llm.serve.bench import BenchSettings, Result, prompts, run_bench, summarize
 
 from .conftest import API_KEY
 
@@ -42,3 +43,13 @@ def test_cli_prints_a_summary_and_writes_json(served, tmp_path):
                                       "-o", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["ok"] == 3
+
+
+def test_summary_splits_ok_and_failed_results_in_one_pass():
+    ok = [Result(200, 0.5 + i * 1e-4, tokens=4, ttft_s=0.1) for i in range(4000)]
+    failed = [Result(429, 0.01, error="busy")] * 30 + [Result(200, 1.0, error="stream broke")] * 2
+    start = time.perf_counter()
+    r = summarize(BenchSettings(url="http://x"), ok + failed, wall=2.0, health=[(0.01, 200)])
+    assert time.perf_counter() - start < 1.0  # comparing each result with every ok one took seconds
+    assert (r["requests"], r["ok"], r["errors"]) == (4032, 4000, {"429": 30, "200": 2})
+    assert r["generated_tokens"] == 16_000 and r["tokens_per_s"] == 8000.0
