@@ -140,10 +140,6 @@ class BatchingEngine:
         return self._lm.vocab_size if self._lm else 0
 
     @property
-    def tokenizer(self) -> Any:
-        return self._lm.tokenizer if self._lm else None
-
-    @property
     def error(self) -> str | None:
         return self._error
 
@@ -154,7 +150,6 @@ class BatchingEngine:
     def stats(self) -> EngineStats:
         return EngineStats(
             ready=self.is_ready(),
-            alive=self._thread is not None and self._thread.is_alive(),
             running=len(self._rows),
             waiting=len(self._incoming),
             steps=self._steps,

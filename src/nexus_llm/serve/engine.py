@@ -47,7 +47,6 @@ class EngineStats:
     """A snapshot for /metrics and /health (counters only grow)."""
 
     ready: bool
-    alive: bool
     running: int
     waiting: int
     steps: int = 0

@@ -35,7 +35,18 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
-class _OpenAISampling(_Request):
+class _WithStop(_Request):
+    """The ``stop`` field, shared by every generating request (OpenAI's and the guide's)."""
+
+    stop: Text | list[Text] | None = None
+
+    def stop_strings(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class _OpenAISampling(_WithStop):
     """Fields shared by completions and chat."""
 
     model: Text | None = Field(None, description="must name the served model (see /v1/models)")
@@ -46,7 +57,6 @@ class _OpenAISampling(_Request):
     n: int = Field(1, ge=1, le=1, description="only n=1 is supported")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: Text | list[Text] | None = None
     seed: int | None = Field(None, **SEED_RANGE)
     presence_penalty: float = Field(0.0, ge=0.0, le=0.0, description="not supported: must be 0")
     frequency_penalty: float = Field(0.0, ge=0.0, le=0.0, description="not supported: must be 0")
@@ -60,11 +70,6 @@ class _OpenAISampling(_Request):
         if v:
             raise ValueError("logit_bias is not supported")
         return v
-
-    def stop_strings(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
     @property
     def include_usage(self) -> bool:
@@ -158,20 +163,14 @@ class ChatCompletionRequest(_OpenAISampling):
         return [{"role": m.role, "content": m.text()} for m in self.messages]
 
 
-class GenerateRequest(_Request):
+class GenerateRequest(_WithStop):
     """The guide's original request (same fields and defaults), plus optional ``stop`` and ``seed``."""
 
     prompt: Text
     max_tokens: int = Field(512, ge=1, le=1_000_000)
     temperature: float = Field(0.8, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
-    stop: Text | list[Text] | None = None
     seed: int | None = Field(None, **SEED_RANGE)
-
-    def stop_strings(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
 class GenerateResponse(BaseModel):
@@ -188,36 +187,22 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def completion_body(rid: str, model: str, choices: list[dict[str, Any]], use: dict[str, int] | None) -> dict:
-    body: dict[str, Any] = {
-        "id": rid,
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-    }
+TEXT_COMPLETION, CHAT_COMPLETION, CHAT_CHUNK = "text_completion", "chat.completion", "chat.completion.chunk"
+
+
+def body(
+    kind: str, rid: str, model: str, choices: list[dict[str, Any]], use: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """A completion, chat completion or stream chunk (``kind`` is its ``object``) with optional usage."""
+    out: dict[str, Any] = {"id": rid, "object": kind, "created": int(time.time()), "model": model}
+    out["choices"] = choices
     if use is not None:
-        body["usage"] = use
-    return body
+        out["usage"] = use
+    return out
 
 
 def completion_choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
     return {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
-
-
-def chat_body(
-    rid: str, model: str, choices: list[dict[str, Any]], use: dict[str, int] | None, chunk: bool
-) -> dict:
-    body: dict[str, Any] = {
-        "id": rid,
-        "object": "chat.completion.chunk" if chunk else "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-    }
-    if use is not None:
-        body["usage"] = use
-    return body
 
 
 def chat_choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:

@@ -125,7 +125,9 @@ class Serving:
         choices = [
             schemas.completion_choice(i, text, last.finish_reason) for i, (text, last) in enumerate(results)
         ]
-        return JSONResponse(schemas.completion_body(rid, self.model_name, choices, _usage(results)))
+        return JSONResponse(
+            schemas.body(schemas.TEXT_COMPLETION, rid, self.model_name, choices, _usage(results))
+        )
 
     async def chat(self, req: schemas.ChatCompletionRequest, http: Request) -> Response:
         rec = _record(http)
@@ -141,7 +143,9 @@ class Serving:
         finally:
             self._end(job)
         choices = [schemas.chat_choice(i, text, last.finish_reason) for i, (text, last) in enumerate(results)]
-        return JSONResponse(schemas.chat_body(rid, self.model_name, choices, _usage(results), chunk=False))
+        return JSONResponse(
+            schemas.body(schemas.CHAT_COMPLETION, rid, self.model_name, choices, _usage(results))
+        )
 
     # ------------------------------------------------------------ checks
     def _check_model(self, name: str | None) -> None:
@@ -361,27 +365,27 @@ class Serving:
                 yield sse(_stream_error(chunk))
                 break
             choice = schemas.completion_choice(i, chunk.text, chunk.finish_reason)
-            yield sse(schemas.completion_body(rid, model, [choice], None))
+            yield sse(schemas.body(schemas.TEXT_COMPLETION, rid, model, [choice]))
         if include_usage:
-            yield sse(schemas.completion_body(rid, model, [], _record_usage(job.record)))
+            yield sse(schemas.body(schemas.TEXT_COMPLETION, rid, model, [], _record_usage(job.record)))
         yield "data: [DONE]\n\n"
 
     async def _chat_events(self, job: Job, rid: str, include_usage: bool) -> AsyncIterator[str]:
         model = self.model_name
-        yield sse(schemas.chat_body(rid, model, [schemas.chat_delta(0, {"role": "assistant", "content": ""}, None)],
-                                    None, chunk=True))  # fmt: skip
+        role = schemas.chat_delta(0, {"role": "assistant", "content": ""}, None)
+        yield sse(schemas.body(schemas.CHAT_CHUNK, rid, model, [role]))
         async for i, chunk in self._merged(job):
             if chunk.finish_reason in ("error", "cancelled"):
                 yield sse(_stream_error(chunk))
                 break
             if chunk.text:
                 delta = schemas.chat_delta(i, {"content": chunk.text}, None)
-                yield sse(schemas.chat_body(rid, model, [delta], None, chunk=True))
+                yield sse(schemas.body(schemas.CHAT_CHUNK, rid, model, [delta]))
             if chunk.finish_reason:
                 delta = schemas.chat_delta(i, {}, chunk.finish_reason)
-                yield sse(schemas.chat_body(rid, model, [delta], None, chunk=True))
+                yield sse(schemas.body(schemas.CHAT_CHUNK, rid, model, [delta]))
         if include_usage:
-            yield sse(schemas.chat_body(rid, model, [], _record_usage(job.record), chunk=True))
+            yield sse(schemas.body(schemas.CHAT_CHUNK, rid, model, [], _record_usage(job.record)))
         yield "data: [DONE]\n\n"
 
 
