@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nexus_llm import storage
-
-CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+from nexus_llm.modelinfo import context_length
 
 
 @dataclass
@@ -44,51 +39,19 @@ def check_model_dir(path: str) -> None:
         raise FileNotFoundError(f"{path!r} has no tokenizer files (tokenizer.json / tokenizer_config.json)")
 
 
-def _remote_identity(uri: str) -> str:
-    """A key that changes when the remote model changes (names, sizes and ETags of its files)."""
-    fs, path = storage.get_fs(uri)
-    infos = [fs.info(path)] if not fs.isdir(path) else list(fs.find(path, detail=True).values())
-    parts = sorted(
-        (str(i.get("name")), i.get("size"), str(i.get("ETag") or i.get("mtime") or "")) for i in infos
-    )
-    return hashlib.sha256(json.dumps([uri, parts], default=str).encode()).hexdigest()[:24]
-
-
-def _cache_root() -> Path:
-    """Same root as the eval stage's cache: ``NEXUS_CACHE`` or ``~/.cache/nexus_llm``."""
-    root = os.environ.get("NEXUS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nexus_llm"
-    )
-    return Path(root)
-
-
 def resolve_model(uri: str, cache_dir: str | None = None) -> str:
-    """A local directory for ``uri``: itself when local, else a cached download (re-fetched when it changes)."""
+    """A local directory for ``uri``: itself when local, else a cached download (re-fetched when it changes).
+
+    The cache is the shared one (:func:`nexus_llm.storage.cached_local_copy`): keyed by the remote
+    files' names, sizes and ETags, filled by an atomic rename, so replicas starting together on one
+    host can race to download the same model safely. The deploy stage's copier also unpacks a
+    SageMaker ``model.tar.gz``.
+    """
     if not storage.is_remote(uri):
         return uri
-    from nexus_llm.deploy.fetch_model import fetch_model  # the deploy stage's copier (dirs and .tar.gz)
+    from nexus_llm.deploy.fetch_model import fetch_model
 
-    root = Path(cache_dir) if cache_dir else _cache_root() / "serve-models"
-    target = root / _remote_identity(uri)
-    if (target / "config.json").is_file():
-        return str(target)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".download-", dir=root)
-    try:
-        fetch_model(uri, tmp)
-        os.replace(tmp, target)  # complete downloads only ever appear under the final name
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
-
-
-def _context_length(config, tokenizer) -> int:
-    for key in CONTEXT_KEYS:
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    limit = getattr(tokenizer, "model_max_length", None)
-    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else 2048
+    return storage.cached_local_copy(uri, kind="serve-models", fetch=fetch_model, cache_dir=cache_dir)
 
 
 def _ids(value) -> set[int]:
@@ -130,7 +93,7 @@ def load_model(path: str, dtype: str = "auto", threads: int | None = None) -> Lo
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
-        context_length=_context_length(model.config, tokenizer),
+        context_length=context_length(model.config, tokenizer),
         eos_ids=frozenset(eos),
         bos_id=tokenizer.bos_token_id,
         pad_id=int(pad),
