@@ -94,7 +94,7 @@ def seaweed_s3(workdir: Path, timeout: float = 60.0):
         f"-volume.port.grpc={vg}", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={fg}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={sg}", f"-s3.config={config}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports would collide between servers
-        "-master.volumeSizeLimitMB=64", "-volume.max=20",
+        "-master.volumeSizeLimitMB=32", "-volume.max=300",  # each bucket takes volumes of its own
     ]  # fmt: skip
     log = open(workdir / "seaweed.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -49,10 +49,11 @@ def run(
 
 def _register(cfg, layout, results) -> None:
     from nexus_llm import storage
+    from nexus_llm.eval.run import RESULTS
     from nexus_llm.pipeline.registry import record_run, tracking_uri
 
     try:
-        evaluation = storage.read_json(storage.join(layout.eval, "results.json"))
+        evaluation = storage.read_json(storage.join(layout.eval, RESULTS))
     except FileNotFoundError:
         evaluation = None
     run_id = record_run(
