@@ -11,21 +11,58 @@ import tempfile
 from typing import Any
 
 from nexus_llm import storage
+from nexus_llm.configbase import ConfigError
 
 GENERATION_DEFAULTS = {"do_sample": True, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 256}
+STAGE = "train"
+WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin*")
+"""Weight files of any earlier export: a stale shard or index beside new weights changes what loads."""
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Refuse, before training, an output directory that holds another stage's output (it is cleared)."""
+    stage = (storage.read_manifest(output_dir) or {}).get("stage", STAGE)
+    if stage != STAGE:
+        raise ConfigError(
+            f"train.output_dir {output_dir!r} holds the output of `{stage}`, which exporting would "
+            "replace; choose another output directory"
+        )
+
+
+def _clear_previous(output_dir: str, old: dict[str, Any]) -> None:
+    """Delete what an earlier export wrote (its listed files, and weights in any case)."""
+    for rel in old.get("files", []) if old.get("stage") == STAGE else []:
+        storage.remove(storage.join(output_dir, rel))
+    fs, root = storage.get_fs(output_dir)
+    for pattern in WEIGHT_PATTERNS:
+        for path in fs.glob(f"{root.rstrip('/')}/{pattern}"):
+            fs.rm(path)
+
+
+def _context_length(config: Any) -> int | None:
+    """The model's context: what the exported tokenizer's ``model_max_length`` must say."""
+    for key in ("max_position_embeddings", "n_positions"):
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    return None
 
 
 def export_model(
     accelerator, model, tokenizer_uri: str, output_dir: str, manifest: dict[str, Any]
 ) -> dict[str, Any]:
-    """Write the model directory and, last, its ``manifest.json`` (call on every process)."""
+    """Write the model directory, replacing an older export, and last its ``manifest.json``.
+
+    Call on every process (ZeRO-3 / FSDP gather the weights collectively).
+    """
     state_dict = accelerator.get_state_dict(model)  # gathers ZeRO-3 / FSDP shards
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
         return manifest
     from transformers import AutoTokenizer, GenerationConfig
 
-    storage.remove(storage.join(output_dir, storage.MANIFEST))
+    check_output_dir(output_dir)
+    old = storage.read_manifest(output_dir) or {}
+    storage.remove(storage.join(output_dir, storage.MANIFEST))  # first: never complete while replaced
     unwrapped = accelerator.unwrap_model(model)
     if hasattr(unwrapped, "merge_and_unload"):
         unwrapped, state_dict = unwrapped.merge_and_unload(), None
@@ -33,14 +70,18 @@ def export_model(
         unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         with tempfile.TemporaryDirectory(prefix="nexus-tok-") as tok_tmp:
             tokenizer = AutoTokenizer.from_pretrained(storage.download_dir(tokenizer_uri, tok_tmp))
-        tokenizer.save_pretrained(tmp)
         cfg = unwrapped.config
+        context = _context_length(cfg)
+        if context:  # the tokenizer's own default (2048, or "unlimited") does not know the model
+            tokenizer.model_max_length = context
+        tokenizer.save_pretrained(tmp)
         GenerationConfig(
             bos_token_id=cfg.bos_token_id,
             eos_token_id=cfg.eos_token_id,
             pad_token_id=cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id,
             **GENERATION_DEFAULTS,
         ).save_pretrained(tmp)
+        _clear_previous(output_dir, old)
         files = storage.upload_dir(tmp, output_dir)
     manifest = {**manifest, "files": files}
     storage.write_manifest(output_dir, manifest)
