@@ -2,8 +2,12 @@
 
 ``<checkpoint_dir>/checkpoint-<step>/`` holds accelerate's state (model weights as safetensors,
 optimizer, the scheduler, every process's RNG states), ``trainer_state.json`` (step, data position,
-the identity of the data) and, written last, ``COMPLETE``. Only checkpoints with ``COMPLETE`` are ever
-resumed or counted, so a process killed mid-save never leaves a checkpoint that looks usable.
+the identity of the data) and, written last, ``COMPLETE``: the list of every other file with its size.
+A checkpoint is complete only when ``COMPLETE`` exists *and* every file it lists is there with that
+size; only complete checkpoints are ever resumed or counted. So a process killed mid-save never leaves
+a checkpoint that looks usable, and neither does a copy that arrived out of order: SageMaker syncs
+``/opt/ml/checkpoints`` to and from S3 file by file, in no particular order, so after a spot restart
+``COMPLETE`` can be present while the weights are still missing or partial.
 
 Local: accelerate writes into ``.tmp-checkpoint-<step>``, which is renamed into place and then marked.
 Remote (``s3://``): accelerate writes to a node-local staging directory, every node uploads its files,
@@ -12,10 +16,12 @@ and the main process writes ``COMPLETE`` after all uploads, so a new machine can
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from nexus_llm import storage
@@ -25,12 +31,42 @@ STATE = "trainer_state.json"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
+def _inventory(uri: str) -> dict[str, int]:
+    """Every file under ``uri`` (relative path -> size), ``COMPLETE`` excluded."""
+    fs, path = storage.get_fs(uri)
+    base = path.rstrip("/")
+    fs.invalidate_cache(base)
+    found = fs.find(base, detail=True) if fs.exists(base) else {}
+    files = {name[len(base) + 1 :]: int(info["size"]) for name, info in found.items()}
+    files.pop(COMPLETE, None)
+    return files
+
+
+def mark_complete(uri: str, step: int) -> None:
+    """Write ``COMPLETE`` listing every file of the checkpoint with its size (call when all are written)."""
+    marker = {"step": step, "time": time.time(), "files": dict(sorted(_inventory(uri).items()))}
+    storage.write_json_atomic(storage.join(uri, COMPLETE), marker)
+
+
+def is_complete(uri: str) -> bool:
+    """True when ``COMPLETE`` exists and every file it lists is present with the listed size."""
+    try:
+        marker = storage.read_json(storage.join(uri, COMPLETE))
+    except (FileNotFoundError, ValueError):  # absent, or itself only partly copied
+        return False
+    listed = marker.get("files") if isinstance(marker, dict) else None
+    if not listed:  # a bare marker (older versions) proves nothing about the other files
+        return False
+    present = _inventory(uri)
+    return all(present.get(rel) == size for rel, size in listed.items())
+
+
 def complete_checkpoints(checkpoint_dir: str) -> list[tuple[int, str]]:
     """``(step, uri)`` of every complete checkpoint, oldest first."""
     found = []
     for name in storage.listdir(checkpoint_dir):
         match = _NAME.match(name)
-        if match and storage.exists(storage.join(checkpoint_dir, name, COMPLETE)):
+        if match and is_complete(storage.join(checkpoint_dir, name)):
             found.append((int(match.group(1)), storage.join(checkpoint_dir, name)))
     return sorted(found)
 
@@ -51,7 +87,8 @@ def save_checkpoint(
     if accelerator.is_local_main_process and os.path.exists(local):
         shutil.rmtree(local)
     accelerator.wait_for_everyone()
-    accelerator.save_state(local)
+    with quiet_tied_weights():
+        accelerator.save_state(local)
     accelerator.wait_for_everyone()
     if remote and accelerator.is_local_main_process:
         storage.upload_dir(local, final)
@@ -63,10 +100,39 @@ def save_checkpoint(
             storage.replace_local_dir(local, final)
         else:
             storage.write_json_atomic(storage.join(final, STATE), state)
-        storage.write_json_atomic(storage.join(final, COMPLETE), {"step": step, "time": time.time()})
+        mark_complete(final, step)
         prune(checkpoint_dir, keep)
     accelerator.wait_for_everyone()
     return final
+
+
+class _TiedWeightsFilter(logging.Filter):
+    """Drops accelerate's "Removed shared tensor {'lm_head.weight'}" warning, logged on every save of a
+    model with tied input and output embeddings (the demo and small presets): safetensors stores a
+    shared tensor once and ``from_pretrained`` re-ties it, so there is nothing to check. Any other
+    shared tensor is still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _SHARED.search(record.getMessage())
+        if not match:
+            return True
+        names = [n.strip(" '\"") for n in match.group(1).split(",")]
+        return not all(n.endswith("lm_head.weight") for n in names)
+
+
+_SHARED = re.compile(r"Removed shared tensor \{(.*?)\} while saving")
+_SHARED_LOGGER = "accelerate.utils.other"
+
+
+@contextmanager
+def quiet_tied_weights():
+    """Silence only the tied-embedding warning of accelerate's safetensors saving, for one save."""
+    logger, quiet = logging.getLogger(_SHARED_LOGGER), _TiedWeightsFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def prune(checkpoint_dir: str, keep: int) -> None:
