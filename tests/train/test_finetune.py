@@ -60,3 +60,18 @@ def test_tokens_from_another_tokenizer_are_refused(tiny_model_dir, tmp_path):
         _run(other, tmp_path, init_from=str(tiny_model_dir))
     assert not (tmp_path / "model" / "manifest.json").exists()
     assert json.loads((other / "meta.json").read_text())["tokenizer"]["sha256"]
+
+
+def test_lora_adapters_start_from_the_same_weights_for_the_same_seed(tiny_model_dir):
+    from nexus_llm.train.model import build_model
+
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    cfg = parse_config({"train": {"init_from": str(tiny_model_dir), "lora": lora}}).train
+
+    def adapters(seed):
+        model = build_model(cfg, {"vocab_size": 10}, seed)
+        return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_A" in k}
+
+    first, again, other = adapters(7), adapters(7), adapters(8)
+    assert first and all(torch.equal(first[k], again[k]) for k in first)
+    assert not any(torch.equal(first[k], other[k]) for k in first)

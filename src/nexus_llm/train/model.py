@@ -21,7 +21,10 @@ def build_model(cfg: TrainConfig, meta: dict[str, Any], seed: int):
 
     if cfg.init_from is not None:
         model = load_pretrained(cfg.init_from, meta)
-        return apply_lora(model, cfg) if cfg.lora is not None else model
+        if cfg.lora is None:
+            return model
+        torch.manual_seed(seed)  # LoRA's A matrices are random: the same on every rank and every run
+        return apply_lora(model, cfg)
     from transformers import LlamaForCausalLM
 
     config = llama_config(
