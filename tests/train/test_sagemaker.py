@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
+import pytest
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from nexus_llm.train import sagemaker
 from nexus_llm.train.checkpoint import complete_checkpoints
-from nexus_llm.train.sagemaker import build_config, parse_value, torchrun_command
+from nexus_llm.train.loop import FAULT_KILL_ENV
+from nexus_llm.train.sagemaker import build_config, main, parse_value, torchrun_command
 from support.stories import story_texts, write_curated
 from support.train import TINY_LLAMA, run_module
 
@@ -28,7 +35,8 @@ def _sm_env(tmp_path, channel, hyperparameters):
     }
 
 
-def test_entrypoint_trains_from_curated_data_with_string_hyperparameters(tmp_path):
+def test_entrypoint_trains_from_curated_data_and_resumes_after_a_kill(tmp_path):
+    """Every start re-tokenizes the curated channel (as after a spot restart): the checkpoint resumes."""
     channel = write_curated(tmp_path / "training", story_texts(80, seed=4))
     (channel / "nexus.yaml").write_text(yaml.safe_dump({
         "tokenizer": {"vocab_size": 320},
@@ -37,22 +45,23 @@ def test_entrypoint_trains_from_curated_data_with_string_hyperparameters(tmp_pat
     }))  # fmt: skip
     hps = {"config": "nexus.yaml", "train.max_steps": "4", "train.learning_rate": "3e-3",
            "tokenize.val_fraction": "0.1", "sagemaker_program": "ignored"}  # fmt: skip
-    res = run_module(["nexus_llm.train.sagemaker"], env=_sm_env(tmp_path, channel, hps))
+    env = _sm_env(tmp_path, channel, hps)
+    killed = run_module(["nexus_llm.train.sagemaker"], env={**env, FAULT_KILL_ENV: "3"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert [s for s, _ in complete_checkpoints(str(tmp_path / "checkpoints"))] == [2]
+    first_meta = json.loads((tmp_path / "work" / "tokens" / "meta.json").read_text())
+    res = run_module(["nexus_llm.train.sagemaker"], env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    meta = json.loads((tmp_path / "work" / "tokens" / "meta.json").read_text())
+    assert meta["seconds"] != first_meta["seconds"]  # tokenized again, with other timings
     model = tmp_path / "model"
-    assert json.loads((model / "manifest.json").read_text())["step"] == 4
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["step"] == 4 and manifest["resumed_from"].endswith("checkpoint-2")
     AutoModelForCausalLM.from_pretrained(model)
     AutoTokenizer.from_pretrained(model)
     assert [s for s, _ in complete_checkpoints(str(tmp_path / "checkpoints"))] == [2, 4]
     metrics = (tmp_path / "output" / "data" / "runs" / "metrics.jsonl").read_text().splitlines()
-    assert len(metrics) == 4
-
-
-def test_entrypoint_reports_a_bad_channel_to_the_failure_file(tmp_path):
-    (tmp_path / "empty").mkdir()
-    res = run_module(["nexus_llm.train.sagemaker"], env=_sm_env(tmp_path, tmp_path / "empty", {}))
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "neither token shards" in (tmp_path / "output" / "failure").read_text()
+    assert [json.loads(line)["step"] for line in metrics] == [1, 2, 3, 4]
 
 
 def test_hyperparameter_values_are_typed_like_yaml():
@@ -67,3 +76,74 @@ def test_multi_gpu_jobs_relaunch_under_torchrun():
     cmd = torchrun_command(8, ["algo-1", "algo-2"], "algo-2")
     assert "--nproc-per-node=8" in cmd and "--nnodes=2" in cmd and "--node-rank=1" in cmd
     assert "--master-addr=algo-1" in cmd and cmd[-2:] == ["-m", "nexus_llm.train.sagemaker"]
+
+
+@pytest.mark.parametrize(
+    ("channel", "message"),
+    [
+        (lambda root: root / "empty", "neither token shards"),  # neither tokens nor curated data
+        (lambda root: write_curated(root / "training", ["", ""]), "no non-empty documents"),  # a ValueError
+    ],
+)
+def test_user_errors_go_to_the_failure_file_without_a_traceback(tmp_path, monkeypatch, channel, message):
+    (tmp_path / "empty").mkdir()
+    for key, value in _sm_env(tmp_path, channel(tmp_path), {}).items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as exit_info:  # not an exception: nothing prints a traceback
+        main()
+    assert exit_info.value.code == 2
+    assert message in (tmp_path / "output" / "failure").read_text()
+
+
+def test_multi_gpu_jobs_exec_torchrun_in_place(tmp_path, monkeypatch):
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tokens / "meta.json").write_text("{}")
+    for key, value in _sm_env(tmp_path, tokens, {}).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SM_NUM_GPUS", "4")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    calls = []
+
+    def fake_exec(command, env):
+        calls.append((command, env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(sagemaker, "relaunch", fake_exec)
+    with pytest.raises(SystemExit):
+        sagemaker.run()
+    ((command, env),) = calls
+    assert command == torchrun_command(4, ["localhost"], "localhost")
+    assert env[sagemaker.TOKENS_ENV] == f"{tokens}{os.pathsep}{tokens / 'tokenizer'}"
+
+
+RELAUNCHED = """
+import os, pathlib, signal, sys, time
+def saved(*_):
+    pathlib.Path(sys.argv[1]).write_text(os.environ["NEXUS_SM_TOKENS"])
+    sys.exit(143)
+signal.signal(signal.SIGTERM, saved)
+print(os.getpid(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_relaunch_keeps_the_pid_so_the_relaunched_program_gets_sigterm(tmp_path):
+    """SageMaker signals PID 1 only: after relaunch, that PID is torchrun (here a stand-in)."""
+    marker = tmp_path / "saved"
+    parent = (
+        "import os, sys\n"
+        "from nexus_llm.train.sagemaker import relaunch\n"
+        "print(os.getpid(), flush=True)\n"
+        f"relaunch([sys.executable, '-c', {RELAUNCHED!r}, {str(marker)!r}], "
+        "{**os.environ, 'NEXUS_SM_TOKENS': 'tokens:tokenizer'})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    try:
+        before, after = int(proc.stdout.readline()), int(proc.stdout.readline())
+        assert before == after == proc.pid
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        proc.kill()
+    assert marker.read_text() == "tokens:tokenizer"

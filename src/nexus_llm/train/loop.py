@@ -10,7 +10,6 @@ wrapping, mixed precision and sharded state saving.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import signal
@@ -27,7 +26,7 @@ from nexus_llm.train.checkpoint import latest_checkpoint, load_checkpoint, save_
 from nexus_llm.train.config import TrainConfig, TrainPaths
 from nexus_llm.train.data import DataPosition, EpochOrder, PackedTokens, slots
 from nexus_llm.train.distributed import build_accelerator, check_runtime
-from nexus_llm.train.export import export_model
+from nexus_llm.train.export import check_output_dir, export_model
 from nexus_llm.train.hardware import resolve_precision
 from nexus_llm.train.mfu import device_peak_flops, train_flops_per_token
 from nexus_llm.train.model import base_config, build_model, make_optimizer, trainable_fraction
@@ -129,15 +128,15 @@ def _local_copy(accelerator, uri: str, local: str) -> str:
     return local
 
 
-def meta_digest(meta: dict[str, Any]) -> str:
-    """The identity of a token directory: the SHA-256 of its canonical ``meta.json``."""
-    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
-
-
 def _identity(cfg: TrainConfig, meta: dict[str, Any], seed: int, num_sequences: int) -> dict[str, Any]:
-    """What a checkpoint must agree with to be resumed: the data and the model shape."""
+    """What a checkpoint must agree with to be resumed: the data and the model shape.
+
+    The tokens are identified by their content (:func:`shards.content_digest`), not by the bytes of
+    ``meta.json``, which hold run timings: tokenizing the same data again (a SageMaker job does on every
+    restart, and each host of a multi-host job does on its own) must not make a checkpoint unresumable.
+    """
     return {
-        "tokens_meta_sha256": meta_digest(meta),
+        "tokens_content_sha256": shards.content_digest(meta),
         "seq_len": cfg.seq_len,
         "seed": seed,
         "num_sequences": num_sequences,
@@ -201,6 +200,7 @@ def _setup(cfg: TrainConfig, paths: TrainPaths, seed: int) -> Session:
     cuda = torch.cuda.is_available()
     precision = resolve_precision(cfg.precision, cuda)
     check_runtime(cfg, cuda)
+    check_output_dir(paths.output_dir)  # before hours of training, not at the export
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     accelerator = build_accelerator(cfg, precision)
@@ -369,7 +369,7 @@ def _finish(s: Session, summary: dict[str, Any]) -> dict[str, Any]:
         **summary,
         "tokens": {
             "uri": s.paths.tokens,
-            "meta_sha256": meta_digest(s.meta),
+            "content_sha256": shards.content_digest(s.meta),
             "tokenizer_sha256": (s.meta.get("tokenizer") or {}).get("sha256"),
         },
         "settings": s.cfg.model_dump(),

@@ -16,7 +16,8 @@ The contract (what ``nexus aws submit-train-job`` relies on; see docs/train.md):
   in the hyperparameters (e.g. an ``s3://`` URI) wins over both.
 - Metrics and TensorBoard: ``$SM_OUTPUT_DATA_DIR/runs``. On failure the reason goes to
   ``$SM_OUTPUT_DIR/failure``, which SageMaker shows as the job's FailureReason.
-- With ``SM_NUM_GPUS`` > 1 (or several ``SM_HOSTS``) the entrypoint re-launches itself under torchrun.
+- With ``SM_NUM_GPUS`` > 1 (or several ``SM_HOSTS``) the entrypoint replaces itself with torchrun
+  (``exec``), so that torchrun is PID 1 and gets SageMaker's SIGTERM (see :func:`relaunch`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -143,6 +144,19 @@ def torchrun_command(num_gpus: int, hosts: list[str], current: str, port: int = 
     ]  # fmt: skip
 
 
+def relaunch(command: list[str], env: dict[str, str]) -> NoReturn:
+    """Replace this process with ``command`` (torchrun), keeping its PID.
+
+    SageMaker stops a job (spot interruption, StopTrainingJob) by sending SIGTERM to the container's
+    PID 1 only: this entrypoint. A torchrun started as a child would never hear of it, and its workers
+    would be killed without saving. After ``exec`` torchrun *is* PID 1: it forwards the SIGTERM to every
+    worker, each saves a checkpoint and exits, and the job's exit status is torchrun's.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(command[0], command, env)
+
+
 def run() -> int:
     from nexus_llm.train.loop import INTERRUPTED_EXIT_CODE, run_train
 
@@ -158,11 +172,8 @@ def run() -> int:
     gpus = int(_env("SM_NUM_GPUS", "0"))
     hosts = json.loads(_env("SM_HOSTS", "[]")) or ["localhost"]
     if "LOCAL_RANK" not in os.environ and (gpus > 1 or len(hosts) > 1):
-        import subprocess
-
         env = {**os.environ, TOKENS_ENV: f"{tokens}{os.pathsep}{tokenizer}"}
-        command = torchrun_command(max(gpus, 1), hosts, _env("SM_CURRENT_HOST", hosts[0]))
-        return subprocess.call(command, env=env)
+        relaunch(torchrun_command(max(gpus, 1), hosts, _env("SM_CURRENT_HOST", hosts[0])), env)
     train = cfg.train.model_copy(
         update={
             "tokens": tokens,
@@ -181,7 +192,7 @@ def run() -> int:
 def main() -> None:
     try:
         code = run()
-    except (ConfigError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # user errors (ConfigError is a ValueError too)
         console.print(f"[bold red]error[/]: {err}")
         failure = os.path.join(_env("SM_OUTPUT_DIR", "/opt/ml/output"), "failure")
         try:
