@@ -19,9 +19,11 @@ from nexus_llm.cli import app
 from nexus_llm.config import load_config
 from nexus_llm.data.spark_job import parse_args as spark_job_args
 from nexus_llm.deploy.clients import AwsClients
-from nexus_llm.deploy.cloudformation import deploy_stacks, describe, exported
+from nexus_llm.deploy.cloudformation import deploy_stacks, describe, destroy_stacks, exported
+from nexus_llm.deploy.data_job import submit_data_job
 from nexus_llm.deploy.glue_entry import spark_job_argv
 from nexus_llm.deploy.names import STACK_ORDER, ResourceNames, derive_suffix
+from nexus_llm.deploy.train_job import submit_train_job
 
 pytestmark = pytest.mark.aws
 ACCOUNT = "123456789012"  # moto's default account
@@ -280,6 +282,50 @@ def test_submit_train_job_rejects_a_bad_override_before_creating_anything(aws):
     assert aws.clients.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == before
 
 
+def test_set_overrides_shape_the_job_request_too(aws):
+    sets = ["--set", "aws.training.instance_type=ml.g5.12xlarge", "--set", "aws.training.spot=false"]
+    result = nexus("aws", "submit-train-job", "-c", str(aws.cfg_path), "--name", "demo-job-2", *sets)
+    assert result.exit_code == 0, result.output
+    job = aws.clients.client("sagemaker").describe_training_job(TrainingJobName="demo-job-2")
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g5.12xlarge"
+    assert job["EnableManagedSpotTraining"] is False
+    assert "MaxWaitTimeInSeconds" not in job["StoppingCondition"]
+    # the container applies the same overrides to the same file
+    assert job["HyperParameters"]["aws.training.instance_type"] == "ml.g5.12xlarge"
+
+
+@pytest.mark.parametrize("key", ["aws.project=other", "name=other", "aws=x", "aws.region=eu-west-1"])
+def test_set_refuses_keys_that_decide_buckets_and_stacks(aws, key):
+    before = aws.clients.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]
+    result = nexus("aws", "submit-train-job", "-c", str(aws.cfg_path), "--set", key)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cannot be overridden per job" in result.output
+    assert aws.clients.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == before
+
+
+def test_every_s3_request_of_the_submissions_names_the_expected_bucket_owner(aws, tmp_path):
+    """Bucket names are predictable, so each upload says which account must own the bucket."""
+    clients = AwsClients.from_config(aws.cfg.aws)
+    sent = []
+
+    def record(request, **_):
+        owner = request.headers.get("x-amz-expected-bucket-owner")
+        sent.append((request.method, request.url, owner.decode() if isinstance(owner, bytes) else owner))
+
+    clients.client("s3").meta.events.register("before-send.s3", record)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_text('{"text": "one"}\n', encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"text": "two"}\n', encoding="utf-8")
+    inputs = [str(corpus), str(tmp_path / "b.jsonl")]
+    clients.client("glue").delete_job(JobName="nexus-curate")  # moto's Glue has no UpdateJob
+    submit_data_job(aws.cfg, aws.names, clients, inputs, config_path=str(aws.cfg_path))
+    submit_train_job(aws.names, clients, str(aws.cfg_path), name="demo-owner-check")
+    # code zip, Glue script, two inputs, the data job's config, the training job's config
+    assert sum(1 for method, _, _ in sent if method == "PUT") == 6, sent
+    assert all(owner == ACCOUNT for _, _, owner in sent), sent
+
+
 def test_status_shows_stacks_endpoint_and_jobs(aws):
     result = nexus("aws", "status", "-c", str(aws.cfg_path))
     assert result.exit_code == 0, result.output
@@ -317,6 +363,15 @@ def _moto_cannot_delete_route_tables_and_nat(aws) -> None:
 
 
 def test_destroy_deletes_stacks_in_reverse_and_keeps_the_data(aws):
+    seen: dict[str, list[tuple[int, int]]] = {}
+
+    def progress(concern: str, done: int, total: int) -> None:
+        seen.setdefault(concern, []).append((done, total))
+
+    results = destroy_stacks(aws.names, aws.clients, ["budget", "monitoring"], poll_s=0.05, progress=progress)
+    assert [r.concern for r in results] == ["budget", "monitoring"]
+    total = seen["monitoring"][-1][1]
+    assert total >= 1 and seen["monitoring"][-1] == (total, total)  # every resource counted as gone
     _moto_cannot_delete_route_tables_and_nat(aws)
     result = nexus("aws", "destroy", "-c", str(aws.cfg_path), "--yes", "--poll-seconds", "0.05")
     assert result.exit_code == 0, result.output

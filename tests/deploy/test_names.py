@@ -16,8 +16,9 @@ from nexus_llm.deploy.train_job import job_name, parse_overrides
 def test_suffix_is_stable_and_differs_per_account_region_and_project():
     a = derive_suffix("111111111111", "us-east-1", "nexus")
     assert a == derive_suffix("111111111111", "us-east-1", "nexus") and len(a) == 10
-    assert len({a, derive_suffix("222222222222", "us-east-1", "nexus"), derive_suffix("111111111111", "eu-west-1", "nexus"),
-                derive_suffix("111111111111", "us-east-1", "other")}) == 4  # fmt: skip
+    others = [("222222222222", "us-east-1", "nexus"), ("111111111111", "eu-west-1", "nexus")]
+    others.append(("111111111111", "us-east-1", "other"))
+    assert len({a, *(derive_suffix(*o) for o in others)}) == 4
 
 
 def test_pinned_suffix_needs_no_aws_and_names_fit_s3_limits():
@@ -30,8 +31,9 @@ def test_pinned_suffix_needs_no_aws_and_names_fit_s3_limits():
 
 
 def test_glue_arguments_become_the_spark_job_command_line():
-    glue_argv = ["--JOB_ID", "j_1", "--TempDir", "s3://b/tmp/", "--nexus-inputs", json.dumps(["s3://b/raw/a", "s3://b/raw/b"]),
-                 "--nexus-output", "s3://b/curated/x/", "--enable-metrics", "true"]  # fmt: skip
+    inputs = json.dumps(["s3://b/raw/a", "s3://b/raw/b"])
+    glue_argv = ["--JOB_ID", "j_1", "--TempDir", "s3://b/tmp/", "--nexus-inputs", inputs]
+    glue_argv += ["--nexus-output", "s3://b/curated/x/", "--enable-metrics", "true"]
     args = spark_job_args(spark_job_argv(glue_argv))
     assert args.inputs == ["s3://b/raw/a", "s3://b/raw/b"]
     assert args.output == "s3://b/curated/x/" and args.config is None
@@ -60,3 +62,22 @@ def test_clients_take_the_config_endpoint_else_aws_endpoint_url(monkeypatch):
     assert (
         configured.meta.endpoint_url == "http://127.0.0.1:5001" and configured.meta.region_name == "eu-west-1"
     )
+
+
+@pytest.mark.parametrize(
+    ("region", "registry"),
+    [
+        ("us-east-1", "dkr.ecr.us-east-1.amazonaws.com"),
+        ("cn-north-1", "dkr.ecr.cn-north-1.amazonaws.com.cn"),
+        ("us-gov-west-1", "dkr.ecr.us-gov-west-1.amazonaws.com"),
+    ],
+)
+def test_training_image_uses_the_partition_dns_suffix(region, registry):
+    from types import SimpleNamespace
+
+    from nexus_llm.deploy.train_job import training_image
+
+    cfg = parse_config({"aws": {"region": region, "bucket_suffix": "abcd1234"}})
+    names = ResourceNames.resolve(cfg.aws, "demo")
+    clients = SimpleNamespace(account_id=lambda: "111122223333")  # the seam's one call here
+    assert training_image(cfg, names, clients) == f"111122223333.{registry}/nexus/train:0.1.0"

@@ -1,4 +1,10 @@
-"""What the jobs need in S3: the ``nexus_llm`` package as a zip, scripts, configs, local inputs."""
+"""What the jobs need in S3: the ``nexus_llm`` package as a zip, scripts, configs, local inputs.
+
+Every S3 call here names the bucket owner it expects (``ExpectedBucketOwner`` = the caller's account):
+bucket names are predictable (see :mod:`nexus_llm.deploy.names`), so someone could create
+``<project>-data-<suffix>`` in another account first; S3 then refuses the request (403) instead of
+sending code, configs or data to a stranger's bucket.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +49,15 @@ def digest(data: bytes) -> str:
 
 def put_bytes(clients: AwsClients, data: bytes, uri: str) -> str:
     bucket, key = split_s3(uri)
-    clients.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
+    owner = clients.account_id()
+    clients.client("s3").put_object(Bucket=bucket, Key=key, Body=data, ExpectedBucketOwner=owner)
+    return uri
+
+
+def upload_file(clients: AwsClients, path: Path, uri: str) -> str:
+    bucket, key = split_s3(uri)
+    owner = {"ExpectedBucketOwner": clients.account_id()}
+    clients.client("s3").upload_file(os.fspath(path), bucket, key, ExtraArgs=owner)
     return uri
 
 
@@ -74,6 +88,5 @@ def upload_inputs(clients: AwsClients, inputs: list[str], raw_uri: str) -> list[
             files = {path.name: path}
             out.append(f"{raw_uri}{path.name}")
         for rel, f in files.items():
-            bucket, key = split_s3(f"{raw_uri}{rel}")
-            clients.client("s3").upload_file(os.fspath(f), bucket, key)
+            upload_file(clients, f, f"{raw_uri}{rel}")
     return out

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from nexus_llm.console import console, table
 
@@ -18,6 +19,17 @@ app = typer.Typer(
 
 CONFIG = typer.Option(None, "--config", "-c", help="nexus.yaml (its aws: section); defaults when omitted")
 STACKS = typer.Option(None, "--stack", help="only these stacks (repeatable): storage, network, iam, ...")
+POLL = typer.Option(5.0, "--poll-seconds", help="how often to poll CloudFormation while waiting")
+
+
+def _cells(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """Table rows with text escaped: AWS names and messages may hold ``[...]``, which rich reads as markup."""
+    return [[escape(v) if isinstance(v, str) else v for v in row] for row in rows]
+
+
+def _say(message: str, detail: Any = "") -> None:
+    """``message`` is our own rich markup; ``detail`` (AWS text, user input) is printed as is."""
+    console.print(f"{message}{escape(str(detail))}", soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -31,7 +43,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except (StackError, PriceError, LookupError, ValueError, ClientError, BotoCoreError) as err:
-        console.print(f"[bold red]error[/]: {err}")
+        _say("[bold red]error[/]: ", err)
         raise typer.Exit(2) from None
 
 
@@ -44,6 +56,23 @@ def _setup(config: str | None, need_names: bool = True):
     clients = AwsClients.from_config(cfg.aws)
     names = ResourceNames.resolve(cfg.aws, cfg.name, clients) if need_names else None
     return cfg, clients, names
+
+
+def _warn_exposure(cfg) -> None:
+    for warning in cfg.aws.serving.exposure_warnings():
+        _say("[bold yellow]warning[/]: ", warning)
+
+
+def _stack_progress(bar, names) -> Callable[[str, int, int], None]:
+    """A progress callback that shows one bar per stack."""
+    tasks: dict[str, Any] = {}
+
+    def on_progress(concern: str, done: int, total: int) -> None:
+        if concern not in tasks:
+            tasks[concern] = bar.add_task(names.stack(concern), total=total)
+        bar.update(tasks[concern], completed=min(done, total))
+
+    return on_progress
 
 
 @app.command()
@@ -59,17 +88,13 @@ def render(
         out = output or cfg.aws.render_dir
         summary = render_templates(cfg, names, out)
     rows = [(s["stack"], s["file"], s["resources"]) for s in summary["stacks"].values()]
-    console.print(
-        table(f"templates in {out} (bucket suffix {names.suffix})", ["stack", "file", "resources"], rows)
-    )
+    title = f"templates in {out} (bucket suffix {names.suffix})"
+    console.print(table(escape(title), ["stack", "file", "resources"], _cells(rows)))
+    _warn_exposure(cfg)
 
 
 @app.command()
-def deploy(
-    config: str | None = CONFIG,
-    stack: list[str] | None = STACKS,
-    poll_seconds: float = typer.Option(5.0, help="how often to poll CloudFormation while waiting"),
-) -> None:
+def deploy(config: str | None = CONFIG, stack: list[str] | None = STACKS, poll_seconds: float = POLL) -> None:
     """Create or update the stacks in order, waiting for each (with progress)."""
     from nexus_llm.console import progress
     from nexus_llm.deploy.cloudformation import deploy_stacks
@@ -77,19 +102,21 @@ def deploy(
     with _user_errors():
         cfg, clients, names = _setup(config)
         with progress() as bar:
-            tasks: dict[str, Any] = {}
-
-            def on_progress(concern: str, done: int, total: int) -> None:
-                if concern not in tasks:
-                    tasks[concern] = bar.add_task(names.stack(concern), total=total)
-                bar.update(tasks[concern], completed=min(done, total))
-
+            on_progress = _stack_progress(bar, names)
             results = deploy_stacks(cfg, names, clients, stack, poll_s=poll_seconds, progress=on_progress)
     rows = [(r.name, r.action, r.status) for r in results]
-    console.print(table("stacks", ["stack", "action", "status"], rows))
+    console.print(table("stacks", ["stack", "action", "status"], _cells(rows)))
     for r in results:
         if "ServiceUrl" in r.outputs:
-            console.print(f"endpoint: {r.outputs['ServiceUrl']} (healthy once the model has loaded)")
+            _say("endpoint: ", f"{r.outputs['ServiceUrl']} (healthy once the model has loaded)")
+        if "ApiKeysSecretArn" in r.outputs:
+            secret = r.outputs["ApiKeysSecretArn"]
+            _say(
+                "API key: ",
+                f"aws secretsmanager get-secret-value --secret-id {secret} "
+                "--query SecretString --output text",
+            )
+    _warn_exposure(cfg)
 
 
 @app.command()
@@ -97,24 +124,30 @@ def destroy(
     config: str | None = CONFIG,
     stack: list[str] | None = STACKS,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
-    poll_seconds: float = typer.Option(5.0, help="how often to poll CloudFormation while waiting"),
+    poll_seconds: float = POLL,
 ) -> None:
-    """Delete the stacks in reverse order. Buckets, the KMS key and ECR repositories are kept."""
+    """Delete the stacks in reverse order, waiting for each (with progress). Buckets, the KMS key and
+    ECR repositories are kept."""
+    from nexus_llm.console import progress
     from nexus_llm.deploy.cloudformation import RETAINED, destroy_stacks
 
     with _user_errors():
         _, clients, names = _setup(config)
         if not yes:
             typer.confirm(f"delete the {names.project}-* stacks in {names.region}?", abort=True)
-        results = destroy_stacks(names, clients, stack, poll_s=poll_seconds)
-    console.print(table("stacks", ["stack", "action"], [(r.name, r.action) for r in results]))
+        with progress() as bar:
+            on_progress = _stack_progress(bar, names)
+            results = destroy_stacks(names, clients, stack, poll_s=poll_seconds, progress=on_progress)
+    console.print(table("stacks", ["stack", "action"], _cells((r.name, r.action) for r in results)))
     console.print(f"kept: {RETAINED}. Delete them by hand when you no longer need the data.")
 
 
 @app.command("submit-data-job")
 def submit_data_job(
     inputs: list[str] = typer.Argument(
-        ..., help="local files/directories (uploaded) or s3:// URIs under raw/"
+        ...,
+        help="local files/directories (uploaded to s3://<data bucket>/raw/<name>/) or s3:// URIs "
+        "already under s3://<data bucket>/raw/<name>/ (<name>: the config's run name)",
     ),
     config: str | None = CONFIG,
     output: str | None = typer.Option(None, "--output", "-o", help="default: s3://<data>/curated/<name>/"),
@@ -127,21 +160,29 @@ def submit_data_job(
     with _user_errors():
         cfg, clients, names = _setup(config)
         run = submit(cfg, names, clients, inputs, output, config)
-        console.print(table("Glue run", ["field", "value"], [
-            ("job", run["JobName"]), ("run id", run["JobRunId"]), ("output", run["Arguments"]["--nexus-output"]),
+        rows = [
+            ("job", run["JobName"]),
+            ("run id", run["JobRunId"]),
+            ("output", run["Arguments"]["--nexus-output"]),
             ("inputs", ", ".join(run["Inputs"])),
-        ]))  # fmt: skip
+        ]
+        console.print(table("Glue run", ["field", "value"], _cells(rows)))
         if wait:
-            final = wait_data_job(clients, run["JobName"], run["JobRunId"], on_state=console.print)
+            final = wait_data_job(clients, run["JobName"], run["JobRunId"], on_state=_say)
             if final["JobRunState"] != "SUCCEEDED":
-                console.print(f"[bold red]run {final['JobRunState']}[/]: {final.get('ErrorMessage', '')}")
+                _say(f"[bold red]run {final['JobRunState']}[/]: ", final.get("ErrorMessage", ""))
                 raise typer.Exit(1)
 
 
 @app.command("submit-train-job")
 def submit_train_job(
     config: str = typer.Option(..., "--config", "-c", help="nexus.yaml: uploaded and given to the job"),
-    overrides: list[str] | None = typer.Option(None, "--set", help="dotted override KEY=VALUE (repeatable)"),
+    overrides: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="dotted override KEY=VALUE (repeatable), applied to the job request and inside the job; "
+        "e.g. train.max_steps=100 or aws.training.instance_type=ml.g5.12xlarge",
+    ),
     name: str | None = typer.Option(None, "--name", help="job name (default: <name>-<UTC time>)"),
     wait: bool = typer.Option(False, "--wait", help="wait for the job to finish"),
 ) -> None:
@@ -150,21 +191,23 @@ def submit_train_job(
     from nexus_llm.deploy.train_job import submit_train_job as submit
 
     with _user_errors():
-        cfg, clients, names = _setup(config)
-        req = submit(cfg, names, clients, config, parse_overrides(overrides or []), name)
-        stop = req["StoppingCondition"]
-        console.print(table("SageMaker training job", ["field", "value"], [
-            ("name", req["TrainingJobName"]), ("image", req["AlgorithmSpecification"]["TrainingImage"]),
-            ("instances", f"{req['ResourceConfig']['InstanceCount']} x {req['ResourceConfig']['InstanceType']}"),
-            ("spot", req["EnableManagedSpotTraining"]), ("max runtime s", stop["MaxRuntimeInSeconds"]),
-            ("checkpoints", req["CheckpointConfig"]["S3Uri"]), ("output", req["OutputDataConfig"]["S3OutputPath"]),
-        ]))  # fmt: skip
+        _, clients, names = _setup(config)
+        req = submit(names, clients, config, parse_overrides(overrides or []), name)
+        resources, stop = req["ResourceConfig"], req["StoppingCondition"]
+        rows = [
+            ("name", req["TrainingJobName"]),
+            ("image", req["AlgorithmSpecification"]["TrainingImage"]),
+            ("instances", f"{resources['InstanceCount']} x {resources['InstanceType']}"),
+            ("spot", req["EnableManagedSpotTraining"]),
+            ("max runtime s", stop["MaxRuntimeInSeconds"]),
+            ("checkpoints", req["CheckpointConfig"]["S3Uri"]),
+            ("output", req["OutputDataConfig"]["S3OutputPath"]),
+        ]
+        console.print(table("SageMaker training job", ["field", "value"], _cells(rows)))
         if wait:
-            final = wait_train_job(clients, req["TrainingJobName"], on_state=console.print)
+            final = wait_train_job(clients, req["TrainingJobName"], on_state=_say)
             if final["TrainingJobStatus"] != "Completed":
-                console.print(
-                    f"[bold red]job {final['TrainingJobStatus']}[/]: {final.get('FailureReason', '')}"
-                )
+                _say(f"[bold red]job {final['TrainingJobStatus']}[/]: ", final.get("FailureReason", ""))
                 raise typer.Exit(1)
 
 
@@ -176,13 +219,14 @@ def status(config: str | None = CONFIG) -> None:
     with _user_errors():
         _, clients, names = _setup(config)
         info = collect_status(names, clients)
-    console.print(table("stacks", ["stack", "status"], [(s.name, s.status) for s in info["stacks"]]))
+    stacks = _cells((s.name, s.status) for s in info["stacks"])
+    console.print(table("stacks", ["stack", "status"], stacks))
     if info["endpoint"]:
-        console.print(f"endpoint: {info['endpoint']}")
+        _say("endpoint: ", info["endpoint"])
     if info["training_jobs"]:
-        console.print(table("training jobs", ["name", "status", "created"], info["training_jobs"]))
+        console.print(table("training jobs", ["name", "status", "created"], _cells(info["training_jobs"])))
     if info["data_runs"]:
-        console.print(table("data-job runs", ["run id", "state", "started"], info["data_runs"]))
+        console.print(table("data-job runs", ["run id", "state", "started"], _cells(info["data_runs"])))
 
 
 @app.command()
@@ -193,29 +237,38 @@ def cost(
 ) -> None:
     """Estimate the monthly and per-job cost from the config, showing every price assumed."""
     from nexus_llm.config import load_config
-    from nexus_llm.deploy.cost import estimate
+    from nexus_llm.deploy.cost import estimate, parse_prices
 
     with _user_errors():
         cfg = load_config(config)
-        prices = {}
-        for item in price or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"--price {item!r}: expected TYPE=USD_PER_HOUR, e.g. g5.xlarge=1.006")
-            prices[key] = float(value)
-        est = estimate(cfg, prices)
+        est = estimate(cfg, parse_prices(price or []))
     if as_json:
-        print(json.dumps({**est, "lines": [vars(line) for line in est["lines"]]}, indent=2))
+        print(json.dumps(est, indent=2, default=vars))
         return
+    _print_estimate(est)
+
+
+def _print_estimate(est: dict[str, Any]) -> None:
     rows = [(ln.group, ln.item, ln.assumption, ln.unit_price, ln.monthly_usd) for ln in est["lines"]]
     rows.append(("total", "", "", "", est["monthly_total_usd"]))
-    console.print(table(f"estimated monthly cost, USD (prices: {est['prices_as_of']})",
-                        ["group", "item", "assumption", "price", "USD/month"], rows))  # fmt: skip
+    peak = est["at_max_tasks"]
+    rows.append(("at max_tasks", peak.item, peak.assumption, peak.unit_price, peak.monthly_usd))
+    columns = ["group", "item", "assumption", "price", "USD/month"]
+    console.print(
+        table(f"estimated monthly cost, USD (prices: {est['prices_as_of']})", columns, _cells(rows))
+    )
+    console.print(
+        "The 'at max_tasks' line is not in the total: it is the serving compute if autoscaling "
+        "held max_tasks all month (a rolling deploy at full scale briefly needs twice that)."
+    )
+    if est["excluded"]:
+        console.print("Not included: " + escape("; ".join(est["excluded"])) + ".")
     jobs = est["per_job"]
-    console.print(table("per job, USD", ["job", "hours", "USD"], [
+    job_rows = [
         ("training", jobs["training"]["hours"], jobs["training"]["usd"]),
         ("data (Glue)", jobs["data"]["hours"], jobs["data"]["usd"]),
-    ]))  # fmt: skip
+    ]
+    console.print(table("per job, USD", ["job", "hours", "USD"], job_rows))
     over = est["monthly_total_usd"] > est["budget_usd"]
     console.print(
         f"budget: {est['budget_usd']:,.2f} USD/month"

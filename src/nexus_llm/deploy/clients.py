@@ -19,6 +19,7 @@ class AwsClients:
     def __init__(self, region: str, endpoint_url: str | None = None) -> None:
         self.region = region
         self.endpoint_url = endpoint_url
+        self._account_id: str | None = None
 
     @classmethod
     def from_config(cls, aws_cfg: Any) -> AwsClients:
@@ -37,14 +38,32 @@ class AwsClients:
         return boto3.session.Session().client(service, config=config, **kwargs)
 
     def account_id(self) -> str:
-        """The caller's account id (STS); a clear error when no credentials are configured."""
+        """The caller's account id (STS, asked once); a clear error when no credentials are configured."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if self._account_id is not None:
+            return self._account_id
         try:
-            return self.client("sts").get_caller_identity()["Account"]
+            self._account_id = self.client("sts").get_caller_identity()["Account"]
+            return self._account_id
         except (BotoCoreError, ClientError) as err:
             raise ConfigError(
                 f"cannot reach AWS to learn the account id ({err}). Configure credentials "
                 "(AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or set aws.bucket_suffix "
                 "in nexus.yaml to render without them."
             ) from None
+
+
+def dns_suffix(region: str) -> str:
+    """The DNS suffix of the region's partition (``amazonaws.com``, ``amazonaws.com.cn`` ...), from
+    botocore's endpoint data, so ECR and other host names are right outside the ``aws`` partition."""
+    import re
+
+    from botocore.loaders import create_loader
+
+    partitions = create_loader().load_data("endpoints")["partitions"]
+    for matches in (lambda p: region in p["regions"], lambda p: re.match(p["regionRegex"], region)):
+        for partition in partitions:
+            if matches(partition):
+                return partition["dnsSuffix"]
+    return "amazonaws.com"

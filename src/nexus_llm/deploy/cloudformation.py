@@ -16,9 +16,15 @@ from nexus_llm.deploy.stacks import build_templates
 TEMPLATE_BODY_LIMIT = 51_200  # bytes CloudFormation accepts inline; ours stay far below it
 IN_PROGRESS = "_IN_PROGRESS"
 FAILED_STATES = {
-    "CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED", "UPDATE_ROLLBACK_COMPLETE",
-    "UPDATE_ROLLBACK_FAILED", "UPDATE_FAILED", "IMPORT_ROLLBACK_COMPLETE",
-}  # fmt: skip
+    "CREATE_FAILED",
+    "ROLLBACK_COMPLETE",
+    "ROLLBACK_FAILED",
+    "DELETE_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "UPDATE_ROLLBACK_FAILED",
+    "UPDATE_FAILED",
+    "IMPORT_ROLLBACK_COMPLETE",
+}
 RETAINED = "buckets data/models/logs, the KMS key and the ECR repositories (DeletionPolicy: Retain)"
 
 
@@ -114,8 +120,8 @@ def _deploy_one(clients, names, concern, body, total, poll_s, timeout_s, progres
                 raise
             stack = describe(clients, name)
             return StackResult(concern, name, "unchanged", stack["StackStatus"], outputs_of(stack))
-    stack = _wait(clients, name, "create" if action == "created" else "update", total, poll_s, timeout_s,
-                  progress, concern)  # fmt: skip
+    verb = "create" if action == "created" else "update"
+    stack = _wait(clients, name, verb, total, poll_s, timeout_s, progress, concern)
     return StackResult(concern, name, action, stack["StackStatus"], outputs_of(stack))
 
 
@@ -146,8 +152,9 @@ def destroy_stacks(
         if stack is None:
             results.append(StackResult(concern, name, "absent", "-"))
             continue
+        total = len(_resources(clients, name))
         clients.client("cloudformation").delete_stack(StackName=name)
-        _wait(clients, name, "delete", 0, poll_s, timeout_s, progress, concern)
+        _wait(clients, name, "delete", total, poll_s, timeout_s, progress, concern)
         results.append(StackResult(concern, name, "deleted", "DELETE_COMPLETE"))
     return results
 
@@ -159,11 +166,13 @@ def _wait(clients, name, verb, total, poll_s, timeout_s, progress, concern) -> d
         stack = describe(clients, name)
         if stack is None:
             if verb == "delete":
+                if progress:
+                    progress(concern, total, total)
                 return {"StackStatus": "DELETE_COMPLETE"}
             raise StackError(f"stack {name} disappeared while waiting for {verb}")
         status = stack["StackStatus"]
         if progress:
-            progress(concern, _resources_done(clients, name), total)
+            progress(concern, _resources_done(clients, name, verb, total), total)
         if not status.endswith(IN_PROGRESS):
             if status in FAILED_STATES or (verb == "delete" and status != "DELETE_COMPLETE"):
                 raise StackError(f"stack {name}: {status}\n" + "\n".join(_failure_reasons(clients, name)))
@@ -173,14 +182,20 @@ def _wait(clients, name, verb, total, poll_s, timeout_s, progress, concern) -> d
         time.sleep(poll_s)
 
 
-def _resources_done(clients: AwsClients, name: str) -> int:
+def _resources(clients: AwsClients, name: str) -> list[dict[str, Any]]:
     try:
-        resources = clients.client("cloudformation").describe_stack_resources(StackName=name)[
-            "StackResources"
-        ]
+        return clients.client("cloudformation").describe_stack_resources(StackName=name)["StackResources"]
     except Exception:  # the stack may vanish between calls while deleting
-        return 0
-    return sum(1 for r in resources if r["ResourceStatus"].endswith("_COMPLETE"))
+        return []
+
+
+def _resources_done(clients: AwsClients, name: str, verb: str, total: int) -> int:
+    """Resources created/updated so far; while deleting, how many of ``total`` are gone."""
+    resources = _resources(clients, name)
+    if verb == "delete":
+        gone = ("DELETE_COMPLETE", "DELETE_SKIPPED")
+        return max(total - sum(1 for r in resources if r.get("ResourceStatus") not in gone), 0)
+    return sum(1 for r in resources if r.get("ResourceStatus", "").endswith("_COMPLETE"))
 
 
 def _failure_reasons(clients: AwsClients, name: str, limit: int = 10) -> list[str]:

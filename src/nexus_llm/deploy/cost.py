@@ -3,7 +3,10 @@
 A small price table is kept here on purpose (no call to the AWS Price List API: it needs credentials,
 and an estimate should be reproducible and reviewable). Prices are on-demand list prices in USD for
 us-east-1 as of PRICES_AS_OF; they differ by region and change over time, and every line of the
-estimate shows the price it assumed. Override or add one with ``--price TYPE=USD_PER_HOUR``.
+estimate shows the price it assumed. Override or add an instance type with ``--price TYPE=USD_PER_HOUR``.
+
+Usage-based charges (logs, metrics, NAT data) depend on traffic; their lines say which volume they
+assume. What is left out is listed in ``EXCLUDED`` and printed under the table.
 """
 
 from __future__ import annotations
@@ -16,28 +19,64 @@ PRICES_AS_OF = "2025-01, us-east-1, on-demand"
 
 # USD per instance-hour
 EC2_HOURLY = {
-    "g4dn.xlarge": 0.526, "g4dn.2xlarge": 0.752, "g5.xlarge": 1.006, "g5.2xlarge": 1.212,
-    "g5.4xlarge": 1.624, "g5.12xlarge": 5.672, "g6.xlarge": 0.8048, "g6.2xlarge": 0.9776,
-    "g6e.xlarge": 1.861, "p3.2xlarge": 3.06,
-}  # fmt: skip
+    "g4dn.xlarge": 0.526,
+    "g4dn.2xlarge": 0.752,
+    "g5.xlarge": 1.006,
+    "g5.2xlarge": 1.212,
+    "g5.4xlarge": 1.624,
+    "g5.12xlarge": 5.672,
+    "g6.xlarge": 0.8048,
+    "g6.2xlarge": 0.9776,
+    "g6e.xlarge": 1.861,
+    "p3.2xlarge": 3.06,
+}
 SAGEMAKER_TRAINING_HOURLY = {
-    "ml.m5.xlarge": 0.23, "ml.c5.xlarge": 0.204, "ml.g4dn.xlarge": 0.7364, "ml.g5.xlarge": 1.408,
-    "ml.g5.2xlarge": 1.515, "ml.g5.4xlarge": 2.03, "ml.g5.12xlarge": 7.09, "ml.g5.48xlarge": 20.36,
-    "ml.p3.2xlarge": 3.825, "ml.p4d.24xlarge": 37.688,
-}  # fmt: skip
+    "ml.m5.xlarge": 0.23,
+    "ml.c5.xlarge": 0.204,
+    "ml.g4dn.xlarge": 0.7364,
+    "ml.g5.xlarge": 1.408,
+    "ml.g5.2xlarge": 1.515,
+    "ml.g5.4xlarge": 2.03,
+    "ml.g5.12xlarge": 7.09,
+    "ml.g5.48xlarge": 20.36,
+    "ml.p3.2xlarge": 3.825,
+    "ml.p4d.24xlarge": 37.688,
+}
 FARGATE_VCPU_HOUR = 0.04048
 FARGATE_GB_HOUR = 0.004445
 GLUE_DPU_HOUR = 0.44
 GLUE_DPU_PER_WORKER = {"G.1X": 1, "G.2X": 2, "G.4X": 4, "G.8X": 8}
 ALB_HOUR, ALB_LCU_HOUR = 0.0225, 0.008
 NAT_HOUR = 0.045
+NAT_GB = 0.045  # data processed
 PUBLIC_IPV4_HOUR = 0.005
 EBS_GP3_GB_MONTH = 0.08
 S3_STANDARD_GB_MONTH = 0.023
+ECR_GB_MONTH = 0.10
 KMS_KEY_MONTH = 1.0
+SECRET_MONTH = 0.40
 ALARM_MONTH = 0.10
+CW_METRIC_MONTH = 0.30  # custom metrics, first 10,000
+CW_LOGS_INGEST_GB = 0.50
+VENDED_LOGS_S3_GB = 0.25  # VPC flow logs delivered to S3
 SPOT_SAVING = 0.6  # assumed managed-spot discount; AWS quotes "up to 90 %", it varies by type and time
 HOURS_PER_MONTH = 730
+
+# Assumed volumes of the usage-based lines (shown in each line's assumption).
+LOG_KB_PER_REQUEST = 1.0  # one EMF line (~0.4 KB) plus the server's request log
+EMF_METRICS = 3  # ResponseTime, TokensGenerated, ErrorCount; one dimension set (Service)
+INSIGHTS_METRICS = 25  # Container Insights: cluster, service and task-family level metrics
+INSIGHTS_LOG_GB_PER_TASK = 0.5  # performance log events per always-on task and month
+FLOW_LOG_GB = 5.0
+NAT_BASE_GB = 20.0  # AWS API calls, host bootstrap; S3 (models, image layers) uses the free endpoint
+ECR_IMAGES_GB = 10.0  # the train and serve images (CUDA torch), a few tags
+
+EXCLUDED = [
+    "data transfer out to the internet (about $0.09/GB: responses to clients)",
+    "log and metric storage beyond ingestion ($0.03/GB-month, grows over the retention period)",
+    "request charges of S3, KMS and Secrets Manager (cents per 10,000 requests)",
+    "SageMaker and Glue job logs",
+]
 
 
 @dataclass
@@ -53,6 +92,21 @@ class PriceError(ValueError):
     """An instance type with no price in the table (add one with ``--price``)."""
 
 
+def parse_prices(items: list[str]) -> dict[str, float]:
+    """``["g5.xlarge=1.006", ...]`` from ``--price`` → ``{"g5.xlarge": 1.006}``."""
+    prices = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            price = float(value)
+        except ValueError:
+            price = float("nan")
+        if not key or not price >= 0:  # also refuses nan
+            raise ValueError(f"--price {item!r}: expected TYPE=USD_PER_HOUR, e.g. g5.xlarge=1.006")
+        prices[key] = price
+    return prices
+
+
 def _price(table: dict[str, float], extra: dict[str, float], itype: str) -> float:
     if itype in extra:
         return extra[itype]
@@ -62,52 +116,196 @@ def _price(table: dict[str, float], extra: dict[str, float], itype: str) -> floa
 
 
 def estimate(cfg: NexusConfig, prices: dict[str, float] | None = None) -> dict:
-    """Monthly lines (serving, network, storage, monitoring, jobs) and the cost of one job of each kind."""
+    """Monthly lines (serving, network, storage, monitoring, jobs), the serving compute at
+    ``max_tasks``, and the cost of one job of each kind."""
     prices = prices or {}
     aws = cfg.aws
-    sv, tr, dj = aws.serving, aws.training, aws.data_job
-    lines: list[Line] = []
-    if sv.capacity == "gpu":
-        p = _price(EC2_HOURLY, prices, sv.instance_type)
-        lines.append(Line("serving", f"EC2 {sv.instance_type}", f"{sv.min_tasks} hosts x {sv.hours_per_month:g} h",
-                          f"${p}/h", sv.min_tasks * sv.hours_per_month * p))  # fmt: skip
-        lines.append(Line("serving", "EBS gp3 (host disks)", f"{sv.min_tasks} x 100 GB",
-                          f"${EBS_GP3_GB_MONTH}/GB-month", sv.min_tasks * 100 * EBS_GP3_GB_MONTH))  # fmt: skip
-    else:
-        vcpu, gb = sv.cpu / 1024, sv.memory_mb / 1024
-        per_h = vcpu * FARGATE_VCPU_HOUR + gb * FARGATE_GB_HOUR
-        lines.append(Line("serving", f"Fargate {vcpu:g} vCPU / {gb:g} GB", f"{sv.min_tasks} tasks x "
-                          f"{sv.hours_per_month:g} h", f"${per_h:.4f}/task-h", sv.min_tasks * sv.hours_per_month * per_h))  # fmt: skip
-    lines.append(Line("serving", "Application Load Balancer", f"{HOURS_PER_MONTH} h, 1 LCU",
-                      f"${ALB_HOUR}/h + ${ALB_LCU_HOUR}/LCU-h", HOURS_PER_MONTH * (ALB_HOUR + ALB_LCU_HOUR)))  # fmt: skip
-    nat = aws.network.nat_gateways
-    lines.append(Line("network", "NAT gateway", f"{nat} x {HOURS_PER_MONTH} h (data processed not included)",
-                      f"${NAT_HOUR}/h", nat * HOURS_PER_MONTH * NAT_HOUR))  # fmt: skip
-    ips = nat + 2  # one per NAT gateway, one per load-balancer zone
-    lines.append(Line("network", "public IPv4 addresses", f"{ips} x {HOURS_PER_MONTH} h",
-                      f"${PUBLIC_IPV4_HOUR}/h", ips * HOURS_PER_MONTH * PUBLIC_IPV4_HOUR))  # fmt: skip
-    gb = aws.storage.expected_gb
-    lines.append(Line("storage", "S3 Standard", f"{gb:g} GB", f"${S3_STANDARD_GB_MONTH}/GB-month",
-                      gb * S3_STANDARD_GB_MONTH))  # fmt: skip
-    lines.append(Line("storage", "KMS key", "1 key", f"${KMS_KEY_MONTH}/month", KMS_KEY_MONTH))
-    lines.append(
-        Line("monitoring", "CloudWatch alarms", "2 alarms", f"${ALARM_MONTH}/alarm-month", 2 * ALARM_MONTH)
-    )
-    train_job = training_job_cost(cfg, prices)
-    lines.append(Line("jobs", f"SageMaker {tr.instance_type}{' spot' if tr.spot else ''}",
-                      f"{tr.jobs_per_month:g} jobs x {tr.hours_per_job:g} h x {tr.instance_count}",
-                      train_job["unit_price"], tr.jobs_per_month * train_job["usd"]))  # fmt: skip
-    data_job = data_job_cost(cfg)
-    lines.append(Line("jobs", f"Glue {dj.worker_type} x {dj.workers}", f"{dj.jobs_per_month:g} runs x "
-                      f"{dj.hours_per_job:g} h", f"${GLUE_DPU_HOUR}/DPU-h", dj.jobs_per_month * data_job["usd"]))  # fmt: skip
-    total = sum(line.monthly_usd for line in lines)
+    lines = [
+        *_serving_lines(cfg, prices),
+        *_network_lines(cfg),
+        *_storage_lines(cfg),
+        *_monitoring_lines(cfg),
+        *_job_lines(cfg, prices),
+    ]
     return {
         "prices_as_of": PRICES_AS_OF,
         "lines": lines,
-        "monthly_total_usd": total,
-        "per_job": {"training": train_job, "data": data_job},
+        "monthly_total_usd": sum(line.monthly_usd for line in lines),
+        "at_max_tasks": _compute_line(cfg, prices, aws.serving.max_tasks),
+        "excluded": EXCLUDED,
+        "per_job": {"training": training_job_cost(cfg, prices), "data": data_job_cost(cfg)},
         "budget_usd": aws.budget.monthly_usd,
     }
+
+
+def _compute_line(cfg: NexusConfig, prices: dict[str, float], tasks: int) -> Line:
+    """Serving compute for ``tasks`` tasks (GPU hosts or Fargate tasks) over the configured hours."""
+    sv = cfg.aws.serving
+    hours = f"{sv.hours_per_month:g} h"
+    if sv.capacity == "gpu":
+        p = _price(EC2_HOURLY, prices, sv.instance_type)
+        usd = tasks * sv.hours_per_month * p
+        return Line("serving", f"EC2 {sv.instance_type}", f"{tasks} hosts x {hours}", f"${p}/h", usd)
+    vcpu, gb = sv.cpu / 1024, sv.memory_mb / 1024
+    per_h = vcpu * FARGATE_VCPU_HOUR + gb * FARGATE_GB_HOUR
+    item = f"Fargate {vcpu:g} vCPU / {gb:g} GB"
+    return Line(
+        "serving",
+        item,
+        f"{tasks} tasks x {hours}",
+        f"${per_h:.4f}/task-h",
+        tasks * sv.hours_per_month * per_h,
+    )
+
+
+def _serving_lines(cfg: NexusConfig, prices: dict[str, float]) -> list[Line]:
+    sv = cfg.aws.serving
+    out = [_compute_line(cfg, prices, sv.min_tasks)]
+    if sv.capacity == "gpu":
+        from nexus_llm.deploy.stacks.serving import HOST_DISK_GB
+
+        disks = sv.min_tasks * HOST_DISK_GB
+        out.append(
+            Line(
+                "serving",
+                "EBS gp3 (host disks)",
+                f"{sv.min_tasks} x {HOST_DISK_GB} GB",
+                f"${EBS_GP3_GB_MONTH}/GB-month",
+                disks * EBS_GP3_GB_MONTH,
+            )
+        )
+    alb_price = f"${ALB_HOUR}/h + ${ALB_LCU_HOUR}/LCU-h"
+    alb = HOURS_PER_MONTH * (ALB_HOUR + ALB_LCU_HOUR)
+    out.append(Line("serving", "Application Load Balancer", f"{HOURS_PER_MONTH} h, 1 LCU", alb_price, alb))
+    if not sv.allow_anonymous:
+        out.append(
+            Line("serving", "Secrets Manager secret", "1 (API keys)", f"${SECRET_MONTH}/month", SECRET_MONTH)
+        )
+    return out
+
+
+def requests_per_month(cfg: NexusConfig) -> float:
+    """Assumed traffic: min_tasks at the scaling target (more would scale out)."""
+    sv = cfg.aws.serving
+    return sv.min_tasks * sv.target_requests_per_task * 60 * sv.hours_per_month
+
+
+def log_gb(cfg: NexusConfig) -> float:
+    return requests_per_month(cfg) * LOG_KB_PER_REQUEST / 1e6
+
+
+def _network_lines(cfg: NexusConfig) -> list[Line]:
+    nat = cfg.aws.network.nat_gateways
+    nat_gb = NAT_BASE_GB + log_gb(cfg)  # logs and metrics leave the private subnets through the NAT
+    ips = nat + 2  # one per NAT gateway, one per load-balancer zone
+    return [
+        Line(
+            "network",
+            "NAT gateway",
+            f"{nat} x {HOURS_PER_MONTH} h",
+            f"${NAT_HOUR}/h",
+            nat * HOURS_PER_MONTH * NAT_HOUR,
+        ),
+        Line(
+            "network",
+            "NAT gateway data",
+            f"{nat_gb:,.1f} GB ({NAT_BASE_GB:g} GB AWS APIs + the logs)",
+            f"${NAT_GB}/GB",
+            nat_gb * NAT_GB,
+        ),
+        Line(
+            "network",
+            "public IPv4 addresses",
+            f"{ips} x {HOURS_PER_MONTH} h",
+            f"${PUBLIC_IPV4_HOUR}/h",
+            ips * HOURS_PER_MONTH * PUBLIC_IPV4_HOUR,
+        ),
+        Line(
+            "network",
+            "VPC flow logs to S3",
+            f"{FLOW_LOG_GB:g} GB",
+            f"${VENDED_LOGS_S3_GB}/GB",
+            FLOW_LOG_GB * VENDED_LOGS_S3_GB,
+        ),
+    ]
+
+
+def _storage_lines(cfg: NexusConfig) -> list[Line]:
+    gb = cfg.aws.storage.expected_gb
+    return [
+        Line(
+            "storage",
+            "S3 Standard",
+            f"{gb:g} GB",
+            f"${S3_STANDARD_GB_MONTH}/GB-month",
+            gb * S3_STANDARD_GB_MONTH,
+        ),
+        Line(
+            "storage",
+            "ECR images",
+            f"{ECR_IMAGES_GB:g} GB",
+            f"${ECR_GB_MONTH}/GB-month",
+            ECR_IMAGES_GB * ECR_GB_MONTH,
+        ),
+        Line("storage", "KMS key", "1 key", f"${KMS_KEY_MONTH}/month", KMS_KEY_MONTH),
+    ]
+
+
+def _monitoring_lines(cfg: NexusConfig) -> list[Line]:
+    sv = cfg.aws.serving
+    requests = requests_per_month(cfg)
+    logs = log_gb(cfg)
+    insights_gb = sv.min_tasks * INSIGHTS_LOG_GB_PER_TASK
+    insights = INSIGHTS_METRICS * CW_METRIC_MONTH + insights_gb * CW_LOGS_INGEST_GB
+    return [
+        Line("monitoring", "CloudWatch alarms", "2 alarms", f"${ALARM_MONTH}/alarm-month", 2 * ALARM_MONTH),
+        Line(
+            "monitoring",
+            "CloudWatch Logs ingestion",
+            f"{logs:,.1f} GB: {requests / 1e6:,.1f} M requests x {LOG_KB_PER_REQUEST:g} KB",
+            f"${CW_LOGS_INGEST_GB}/GB",
+            logs * CW_LOGS_INGEST_GB,
+        ),
+        Line(
+            "monitoring",
+            "EMF custom metrics",
+            f"{EMF_METRICS} metrics x 1 dimension set",
+            f"${CW_METRIC_MONTH}/metric-month",
+            EMF_METRICS * CW_METRIC_MONTH,
+        ),
+        Line(
+            "monitoring",
+            "Container Insights",
+            f"~{INSIGHTS_METRICS} metrics + {insights_gb:g} GB performance logs",
+            f"${CW_METRIC_MONTH}/metric-month + ${CW_LOGS_INGEST_GB}/GB",
+            insights,
+        ),
+    ]
+
+
+def _job_lines(cfg: NexusConfig, prices: dict[str, float]) -> list[Line]:
+    tr, dj = cfg.aws.training, cfg.aws.data_job
+    train = training_job_cost(cfg, prices)
+    data = data_job_cost(cfg)
+    spot = " spot" if tr.spot else ""
+    train_runs = f"{tr.jobs_per_month:g} jobs x {tr.hours_per_job:g} h x {tr.instance_count}"
+    data_runs = f"{dj.jobs_per_month:g} runs x {dj.hours_per_job:g} h"
+    return [
+        Line(
+            "jobs",
+            f"SageMaker {tr.instance_type}{spot}",
+            train_runs,
+            train["unit_price"],
+            tr.jobs_per_month * train["usd"],
+        ),
+        Line(
+            "jobs",
+            f"Glue {dj.worker_type} x {dj.workers}",
+            data_runs,
+            f"${GLUE_DPU_HOUR}/DPU-h",
+            dj.jobs_per_month * data["usd"],
+        ),
+    ]
 
 
 def training_job_cost(cfg: NexusConfig, prices: dict[str, float] | None = None) -> dict:

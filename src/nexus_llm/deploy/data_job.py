@@ -83,7 +83,9 @@ def submit_data_job(
 ) -> dict[str, Any]:
     """Upload code and inputs, create/update the Glue job and start a run; returns the run's request."""
     if not inputs:
-        raise ValueError("give at least one input (local path or s3:// URI under the data bucket's raw/)")
+        raise ValueError(
+            f"give at least one input: a local path, or an s3:// URI under {names.raw_uri}{names.run_name}/"
+        )
     output = output or names.curated_uri()
     curated_root = f"s3://{names.data_bucket}/curated/"
     if not output.startswith(curated_root):

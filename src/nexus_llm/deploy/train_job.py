@@ -2,10 +2,14 @@
 
 The container (``python -m nexus_llm.train.sagemaker``) reads:
 
-- channel ``training``: the token shards (``aws.training.tokens_uri``, default ``s3://<data>/tokens/<name>/``);
+- channel ``training``: the token shards (``aws.training.tokens_uri``, default
+  ``s3://<data>/tokens/<name>/``);
 - channel ``config``: this ``nexus.yaml``, uploaded to ``s3://<data>/jobs/<name>/<job>/config/nexus.yaml``;
 - hyperparameters: ``config`` = ``nexus.yaml`` (found in the ``config`` channel) and the dotted
-  overrides from ``--set key=value`` (all values strings, as SageMaker requires);
+  overrides from ``--set key=value`` (all values strings, as SageMaker requires). The request itself is
+  built from the same merged config, so ``--set aws.training.instance_type=...`` changes the instance
+  too; keys that decide where the job runs and writes (``name``, ``aws.project``, ``aws.region`` ...)
+  are refused, since the stacks, buckets and prefixes were resolved from the file;
 - checkpoints in ``/opt/ml/checkpoints``, synced with ``s3://<models>/checkpoints/<name>/`` (stable per
   run name, so a spot interruption or a resubmission resumes from the last complete checkpoint).
 
@@ -24,7 +28,7 @@ import yaml
 from nexus_llm.config import NexusConfig, parse_config
 from nexus_llm.configbase import ConfigError
 from nexus_llm.deploy import artifacts
-from nexus_llm.deploy.clients import AwsClients
+from nexus_llm.deploy.clients import AwsClients, dns_suffix
 from nexus_llm.deploy.cloudformation import exported
 from nexus_llm.deploy.names import ResourceNames
 
@@ -52,8 +56,27 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def check_overrides(raw: dict[str, Any], overrides: dict[str, str], source: str) -> None:
-    """Validate the config with the overrides applied, here, before paying for an instance."""
+IDENTITY_KEYS = ("name", "aws.project", "aws.region", "aws.bucket_suffix", "aws.endpoint_url")
+"""Settings that decide which account, stacks, buckets and S3 prefixes a job uses: file only."""
+
+
+def _refuse_identity(key: str) -> None:
+    for fixed in IDENTITY_KEYS:
+        if key == fixed or fixed.startswith(f"{key}.") or key.startswith(f"{fixed}."):
+            raise ConfigError(
+                f"--set {key}: {fixed} decides which stacks, buckets and S3 prefixes the job uses, "
+                "so it cannot be overridden per job; change it in nexus.yaml"
+            )
+
+
+def config_with_overrides(raw: dict[str, Any], overrides: dict[str, str], source: str) -> NexusConfig:
+    """The config with the ``--set`` overrides applied and validated, before paying for an instance.
+
+    The job request is built from this config and the container applies the same overrides to the
+    same file, so both sides agree.
+    """
+    for key in overrides:
+        _refuse_identity(key)
     merged = yaml.safe_load(yaml.safe_dump(raw)) or {}
     for key, value in overrides.items():
         node = merged
@@ -63,7 +86,7 @@ def check_overrides(raw: dict[str, Any], overrides: dict[str, str], source: str)
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {part!r} is not a section")
         node[leaf] = yaml.safe_load(value) if value else value
-    parse_config(merged, f"{source} with --set overrides")
+    return parse_config(merged, f"{source} with --set overrides")
 
 
 def job_name(names: ResourceNames, now: datetime | None = None) -> str:
@@ -75,7 +98,8 @@ def training_image(cfg: NexusConfig, names: ResourceNames, clients: AwsClients) 
     tr = cfg.aws.training
     if tr.image_uri:
         return tr.image_uri
-    return f"{clients.account_id()}.dkr.ecr.{names.region}.amazonaws.com/{names.repository('train')}:{tr.image_tag}"
+    registry = f"{clients.account_id()}.dkr.ecr.{names.region}.{dns_suffix(names.region)}"
+    return f"{registry}/{names.repository('train')}:{tr.image_tag}"
 
 
 def training_request(
@@ -129,17 +153,17 @@ def training_request(
 
 
 def submit_train_job(
-    cfg: NexusConfig,
     names: ResourceNames,
     clients: AwsClients,
     config_path: str,
     overrides: dict[str, str] | None = None,
     name: str | None = None,
 ) -> dict[str, Any]:
-    """Upload the config, then create the training job; returns the request that was sent."""
+    """Upload the config, then create the training job from it (with ``overrides`` applied);
+    returns the request that was sent. ``names`` come from the same file."""
     overrides = overrides or {}
     text = Path(config_path).read_bytes()
-    check_overrides(yaml.safe_load(text) or {}, overrides, config_path)
+    cfg = config_with_overrides(yaml.safe_load(text) or {}, overrides, config_path)
     exports = exported(clients)
     role = exports.get(names.export("TrainingRoleArn"))
     if not role:
@@ -148,9 +172,15 @@ def submit_train_job(
     prefix = f"{names.jobs_uri}{names.run_name}/{name}/config/"
     artifacts.put_bytes(clients, text, prefix + CONFIG_FILE)
     request = training_request(
-        cfg, names, name=name, image=training_image(cfg, names, clients), role=role,
-        kms_key=exports.get(names.export("KmsKeyArn")), config_prefix=prefix, overrides=overrides,
-    )  # fmt: skip
+        cfg,
+        names,
+        name=name,
+        image=training_image(cfg, names, clients),
+        role=role,
+        kms_key=exports.get(names.export("KmsKeyArn")),
+        config_prefix=prefix,
+        overrides=overrides,
+    )
     clients.client("sagemaker").create_training_job(**request)
     return request
 
