@@ -33,7 +33,8 @@ def _tool(name: str) -> str:
             return c
     pytest.fail(
         f"{name} not found (looked in {', '.join(c for c in candidates if c)}). "
-        "Run `make setup`, which installs checkov into .venv-tools from tests/deploy/checkov-requirements.txt."
+        "Run `make setup`, which installs checkov into .venv-tools from "
+        "tests/deploy/checkov-requirements.txt."
     )
 
 

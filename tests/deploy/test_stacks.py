@@ -108,10 +108,8 @@ def test_checkov_passes_offline_and_every_skip_says_why(rendered, checkov_bin, t
     scan = tmp_path / "scan"
     shutil.copytree(rendered, scan / "templates")
     shutil.copytree(REPO / "docker", scan / "docker")
-    proc = subprocess.run(
-        [checkov_bin, "-d", str(scan), "--framework", "cloudformation", "dockerfile", "--skip-download", "-o", "json"],
-        capture_output=True, text=True, timeout=180, cwd=scan,
-    )  # fmt: skip
+    args = ["-d", str(scan), "--framework", "cloudformation", "dockerfile", "--skip-download", "-o", "json"]
+    proc = subprocess.run([checkov_bin, *args], capture_output=True, text=True, timeout=180, cwd=scan)
     reports = json.loads(proc.stdout)
     reports = {r["check_type"]: r for r in (reports if isinstance(reports, list) else [reports])}
     assert set(reports) == {"cloudformation", "dockerfile"}
@@ -293,8 +291,12 @@ def test_alarms_match_the_guide_rules_exactly(rendered):
         for a in resources(monitoring, "AWS::CloudWatch::Alarm").values()
     }
     assert set(alarms) == {"ResponseTime", "ErrorCount"}
-    common = {"Namespace": "NexusLLM/API", "Dimensions": [{"Name": "Service", "Value": "nexus"}],
-              "ComparisonOperator": "GreaterThanThreshold", "Period": 300}  # fmt: skip
+    common = {
+        "Namespace": "NexusLLM/API",
+        "Dimensions": [{"Name": "Service", "Value": "nexus"}],
+        "ComparisonOperator": "GreaterThanThreshold",
+        "Period": 300,
+    }
     expected = {
         "ResponseTime": {**common, "Statistic": "Average", "EvaluationPeriods": 2, "Threshold": 5.0},
         "ErrorCount": {**common, "Statistic": "Sum", "EvaluationPeriods": 1, "Threshold": 5.0},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -32,12 +33,10 @@ def fetch_model(uri: str, dest: str) -> str:
         return dest
     if not fs.isdir(path):
         raise FileNotFoundError(f"model {uri} is neither a directory nor a .tar.gz")
-    base = path.rstrip("/")
-    for src in fs.find(base):
-        rel = src[len(base) :].lstrip("/")
-        target = os.path.join(dest, rel)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        fs.get_file(src, target)
+    if storage.is_remote(uri):
+        storage.download_dir(uri, dest)
+    else:  # a mounted or baked-in directory; download_dir would hand back the source itself
+        shutil.copytree(path, dest, dirs_exist_ok=True)
     return dest
 
 

@@ -20,18 +20,25 @@ PERIOD_S = 300
 def alarm_rules(cfg: NexusConfig) -> dict[str, dict]:
     """The alarm rules (the guide's, thresholds from the config), kept as data so tests can pin them."""
     mon = cfg.aws.monitoring
+    above = {"Period": PERIOD_S, "ComparisonOperator": "GreaterThanThreshold"}
     return {
         "ResponseTimeAlarm": {
-            "MetricName": "ResponseTime", "Statistic": "Average", "Period": PERIOD_S, "EvaluationPeriods": 2,
-            "Threshold": mon.response_time_threshold_s, "ComparisonOperator": "GreaterThanThreshold",
+            **above,
+            "MetricName": "ResponseTime",
+            "Statistic": "Average",
+            "EvaluationPeriods": 2,
+            "Threshold": mon.response_time_threshold_s,
             "description": "average response time above {t} s for 2 consecutive 5-minute periods",
         },
         "ErrorCountAlarm": {
-            "MetricName": "ErrorCount", "Statistic": "Sum", "Period": PERIOD_S, "EvaluationPeriods": 1,
-            "Threshold": mon.error_count_threshold, "ComparisonOperator": "GreaterThanThreshold",
+            **above,
+            "MetricName": "ErrorCount",
+            "Statistic": "Sum",
+            "EvaluationPeriods": 1,
+            "Threshold": mon.error_count_threshold,
             "description": "more than {t} errors in 5 minutes",
         },
-    }  # fmt: skip
+    }
 
 
 def build(cfg: NexusConfig, names: ResourceNames):

@@ -41,10 +41,10 @@ ELB_LOG_ACCOUNTS = {
 }
 
 _KMS_ADMIN = [
-    "kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*", "kms:Revoke*",
-    "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource",
-    "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand",
-]  # fmt: skip
+    *("kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*"),
+    *("kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource"),
+    *("kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand"),
+]
 _KMS_USE = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
 
 
@@ -76,22 +76,25 @@ def build(cfg: NexusConfig, names: ResourceNames):
 def _key(names: ResourceNames) -> kms.Key:
     account_root = Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")
     same_account = {"StringEquals": {"aws:SourceAccount": Sub("${AWS::AccountId}")}}
+    log_groups = Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*")
+    logs_use = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+    alert_publishers = {"Service": ["cloudwatch.amazonaws.com", "budgets.amazonaws.com"]}
     doc = policy(
         # Key administration by the account (IAM policies decide who); enumerated, never kms:*.
-        {"Sid": "AccountAdmin", "Effect": "Allow", "Principal": {"AWS": account_root},
-         "Action": _KMS_ADMIN + _KMS_USE, "Resource": "*"},
+        _grant("AccountAdmin", {"AWS": account_root}, _KMS_ADMIN + _KMS_USE, "*"),
         # CloudWatch Logs encrypts the serving and Glue log groups with this key.
-        {"Sid": "CloudWatchLogs", "Effect": "Allow",
-         "Principal": service_principal(Sub("logs.${AWS::Region}.amazonaws.com")),
-         "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-         "Resource": "*",
-         "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": Sub(
-             "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*")}}},
+        _grant(
+            "CloudWatchLogs",
+            service_principal(Sub("logs.${AWS::Region}.amazonaws.com")),
+            logs_use,
+            "*",
+            {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
+        ),
         # Alarms and budgets publish to the encrypted alerts topic.
-        {"Sid": "AlertPublishers", "Effect": "Allow",
-         "Principal": {"Service": ["cloudwatch.amazonaws.com", "budgets.amazonaws.com"]},
-         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*", "Condition": same_account},
-    )  # fmt: skip
+        _grant(
+            "AlertPublishers", alert_publishers, ["kms:Decrypt", "kms:GenerateDataKey*"], "*", same_account
+        ),
+    )
     return kms.Key(
         "Key",
         Description=f"Nexus LLM {names.project}: data, models, logs, alerts, images",
@@ -195,6 +198,16 @@ def _logs_bucket(cfg: NexusConfig, names: ResourceNames) -> s3.Bucket:
     )
 
 
+def _grant(
+    sid: str, principal: Any, actions: list[str], resource: Any, condition: dict | None = None
+) -> dict:
+    """An Allow statement for a resource policy (key or bucket), which names its principal."""
+    stmt = {"Sid": sid, "Effect": "Allow", "Principal": principal, "Action": actions, "Resource": resource}
+    if condition:
+        stmt["Condition"] = condition
+    return stmt
+
+
 def _logs_bucket_policy(names: ResourceNames, bucket: s3.Bucket) -> s3.BucketPolicy:
     arn = GetAtt(bucket, "Arn")
     same_account = {"StringEquals": {"aws:SourceAccount": Sub("${AWS::AccountId}")}}
@@ -202,21 +215,19 @@ def _logs_bucket_policy(names: ResourceNames, bucket: s3.Bucket) -> s3.BucketPol
     alb_principals: list[Any] = [{"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}]
     if names.region in ELB_LOG_ACCOUNTS:
         alb_principals.append({"AWS": f"arn:aws:iam::{ELB_LOG_ACCOUNTS[names.region]}:root"})
+    s3_logging = service_principal("logging.s3.amazonaws.com")
+    log_delivery = service_principal("delivery.logs.amazonaws.com")
+    flow_logs = Sub("${Arn}/AWSLogs/${AWS::AccountId}/*", Arn=arn)
+    access_logs = Sub("${Arn}/s3-access/*", Arn=arn)
     statements = [
         deny_insecure_transport(arn),
-        {"Sid": "S3AccessLogs", "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
-         "Action": ["s3:PutObject"], "Resource": Sub("${Arn}/s3-access/*", Arn=arn), "Condition": same_account},
-        {"Sid": "VpcFlowLogs", "Effect": "Allow", "Principal": {"Service": "delivery.logs.amazonaws.com"},
-         "Action": ["s3:PutObject"], "Resource": Sub("${Arn}/AWSLogs/${AWS::AccountId}/*", Arn=arn),
-         "Condition": same_account},
-        {"Sid": "VpcFlowLogsAcl", "Effect": "Allow", "Principal": {"Service": "delivery.logs.amazonaws.com"},
-         "Action": ["s3:GetBucketAcl"], "Resource": arn, "Condition": same_account},
-    ]  # fmt: skip
+        _grant("S3AccessLogs", s3_logging, ["s3:PutObject"], access_logs, same_account),
+        _grant("VpcFlowLogs", log_delivery, ["s3:PutObject"], flow_logs, same_account),
+        _grant("VpcFlowLogsAcl", log_delivery, ["s3:GetBucketAcl"], arn, same_account),
+    ]
     statements += [
-        {"Sid": f"AlbAccessLogs{i}", "Effect": "Allow", "Principal": p, "Action": ["s3:PutObject"],
-         "Resource": alb_prefix}
-        for i, p in enumerate(alb_principals)
-    ]  # fmt: skip
+        _grant(f"AlbAccessLogs{i}", p, ["s3:PutObject"], alb_prefix) for i, p in enumerate(alb_principals)
+    ]
     return s3.BucketPolicy("LogsBucketPolicy", Bucket=Ref(bucket), PolicyDocument=policy(*statements))
 
 
