@@ -63,6 +63,8 @@ def test_deploy_creates_every_stack_and_prints_the_endpoint(aws):
         stack = describe(aws.clients, aws.names.stack(concern))
         assert stack["StackStatus"] == "CREATE_COMPLETE", concern
     assert "endpoint: http://" in aws.deploy.output
+    # (moto's CloudFormation skips the generated secret, so its ARN output and the read-it hint are absent)
+    assert "plain HTTP, so API keys cross the network unencrypted" in " ".join(aws.deploy.output.split())
 
 
 def test_deployed_buckets_use_the_project_key(aws):
