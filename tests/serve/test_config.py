@@ -14,7 +14,8 @@ def test_defaults_match_the_documented_cli():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"max_concurrent": 0}, {"port": 70000}, {"dtype": "int4"}, {"max_batchsize": 8}]
+    "bad",
+    [{"max_concurrent": 0}, {"port": 70000}, {"dtype": "int4"}, {"max_batchsize": 8}, {"engine": "tgi"}],
 )
 def test_bad_serve_values_name_the_key(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):

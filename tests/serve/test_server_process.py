@@ -83,6 +83,7 @@ def test_sigterm_drains_the_in_flight_stream_then_exits_0(long_model_dir, tmp_pa
         (["/no/such/model"], "does not exist"),
         (["{model}", "--max-concurrent", "0"], "max_concurrent"),
         (["{model}", "--dtype", "float8"], "dtype"),
+        (["{model}", "--engine", "vllm"], "--engine builtin"),  # no vLLM or no GPU here: what to do instead
     ],
 )
 def test_user_errors_exit_2_without_a_traceback(tiny_model_dir, args, message):

@@ -36,11 +36,11 @@ from nexus_llm.serve.engine import (
     EngineOverloaded,
     EngineStats,
     FinishReason,
-    NoChatTemplate,
     RequestHandle,
     SamplingParams,
 )
 from nexus_llm.serve.loading import LoadedModel
+from nexus_llm.serve.prompts import PromptEncoder
 from nexus_llm.serve.sampling import RowSampler
 
 log = logging.getLogger("nexus_llm.serve.engine")
@@ -89,9 +89,7 @@ class BatchingEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._error: str | None = None
-        # A fast tokenizer mutates its Rust state when a call changes truncation/padding, and a concurrent
-        # call then fails ("Already borrowed"); encodes are serialized here, always in worker threads.
-        self._encode_lock = threading.Lock()
+        self._encoder: PromptEncoder | None = None  # set once the model is loaded
         # running batch: rows[i] is batch row i
         self._rows: list[_Sequence] = []
         self._batch: kvbatch.PaddedBatch | None = None
@@ -162,24 +160,12 @@ class BatchingEngine:
     # ---------------------------------------------------------------- requests
     def encode(self, text: str) -> list[int]:
         """Prompt text to ids. Blocks (on the tokenizer lock): call it off the event loop."""
-        lm = self._require()
-        with self._encode_lock:
-            ids = lm.tokenizer(text).input_ids
-        if not ids:
-            if lm.bos_id is None:
-                raise ValueError("the prompt is empty and the tokenizer has no BOS token to start from")
-            ids = [lm.bos_id]
-        return list(ids)
+        self._require()
+        return self._encoder.encode(text)
 
     def encode_chat(self, messages: list[dict[str, Any]]) -> list[int]:
-        lm = self._require()
-        if not getattr(lm.tokenizer, "chat_template", None):
-            raise NoChatTemplate("this model's tokenizer has no chat template; use /v1/completions")
-        # Rendering (Jinja, pure Python, up to a 1 MiB conversation) needs no lock; only tokenizing does.
-        text = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        with self._encode_lock:
-            ids = lm.tokenizer(text, add_special_tokens=False).input_ids
-        return list(ids) or self.encode("")
+        self._require()
+        return self._encoder.encode_chat(messages)
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
         lm = self._require()
@@ -211,7 +197,7 @@ class BatchingEngine:
         try:
             lm = self._load()
             kvbatch.check_supported(lm.model)
-            self._lm = lm
+            self._lm, self._encoder = lm, PromptEncoder(lm.tokenizer, lm.bos_id)
         except Exception as exc:
             self._error = f"model failed to load: {exc}"
             log.exception("model failed to load")

@@ -16,18 +16,12 @@ Opt = typer.Option
 
 def _settings(config: Path | None, overrides: dict[str, Any]):
     """The ``serve:`` section of the config (or defaults), with the flags given on the command line."""
-    from pydantic import ValidationError
-
-    from nexus_llm.config import format_validation_error, load_config
-    from nexus_llm.configbase import ConfigError
+    from nexus_llm.config import load_config
+    from nexus_llm.configbase import with_overrides
     from nexus_llm.serve.config import ServeConfig
 
     base = load_config(config).serve if config else ServeConfig()
-    merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return ServeConfig.model_validate(merged)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, "nexus serve options", ServeConfig)) from None
+    return with_overrides(base, "nexus serve", **overrides)
 
 
 def serve(
@@ -51,6 +45,9 @@ def serve(
     ),
     dtype: str | None = Opt(None, help="auto | float32 | bfloat16 | float16 (default: auto)."),
     threads: int | None = Opt(None, help="torch CPU threads (default: usable cores - 1)."),
+    engine: str | None = Opt(
+        None, help="auto | builtin | vllm (default: auto = vLLM if installed and a CUDA GPU is visible)."
+    ),
     config: Path | None = Opt(
         None, "--config", "-c", help="nexus.yaml whose `serve:` section sets defaults."
     ),
@@ -62,23 +59,29 @@ def serve(
         "host": host, "port": port, "max_concurrent": max_concurrent, "max_queue": max_queue,
         "max_batch_size": max_batch_size, "max_tokens": max_tokens, "max_body_bytes": max_body_bytes,
         "model_name": model_name, "metrics_auth": metrics_auth, "drain_timeout_s": drain_timeout,
-        "dtype": dtype, "threads": threads,
+        "dtype": dtype, "threads": threads, "engine": engine,
     })  # fmt: skip
     keys = keys_from(api_key)
+    from nexus_llm.serve.backends import choose_engine
     from nexus_llm.serve.server import resolve_served_model, serve_local_model
+
+    kind = choose_engine(settings.engine)  # before any download: a missing vLLM/GPU is a user error
 
     try:
         local, name = resolve_served_model(model, settings)
     except OSError as err:
         console.print(f"[bold red]cannot serve {model}[/]: {err}")
         raise typer.Exit(2) from None
-    _print_plan(settings, name, local, keys)
-    sys.exit(serve_local_model(local, name, settings, keys))
+    _print_plan(settings, name, local, keys, kind)
+    sys.exit(serve_local_model(local, name, settings, keys, kind))
 
 
-def _print_plan(settings, name: str, local: str, keys: list[str]) -> None:
+def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> None:
+    from nexus_llm.serve.backends import ENGINE_LABELS
+
     rows = [
         ("model", f"{name} ({local})"),
+        ("engine", f"{kind}: {ENGINE_LABELS[kind]}"),
         ("listening", f"http://{settings.host}:{settings.port}"),
         ("API keys", f"{len(keys)} configured" if keys else "none (open)"),
         ("concurrency", f"{settings.max_concurrent} in flight + {settings.max_queue} queued, then 429"),

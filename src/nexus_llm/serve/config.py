@@ -33,6 +33,10 @@ class ServeConfig(StrictModel):
     queue_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="longest wait for an admission slot before a 429"
     )
+    engine: Literal["auto", "builtin", "vllm"] = Field(
+        "auto",
+        description="auto = vLLM when it is installed and a CUDA GPU is visible, else the built-in engine",
+    )
     max_batch_size: int = Field(
         32, ge=1, le=4096, description="sequences decoded together in one forward pass"
     )

@@ -93,19 +93,19 @@ def resolve_served_model(model: str, settings: ServeConfig) -> tuple[str, str]:
     return local, settings.model_name or Path(model.rstrip("/")).name
 
 
-def serve_local_model(local: str, name: str, settings: ServeConfig, api_keys: Iterable[str] = ()) -> int:
-    """Load ``local`` in the background and serve it until a signal; return the exit code."""
-    from nexus_llm.serve.app import create_app
-    from nexus_llm.serve.batching import BatchingEngine
-    from nexus_llm.serve.loading import default_threads, load_model
+def serve_local_model(
+    local: str, name: str, settings: ServeConfig, api_keys: Iterable[str] = (), engine: str | None = None
+) -> int:
+    """Load ``local`` in the background and serve it until a signal; return the exit code.
 
-    engine = BatchingEngine(
-        lambda: load_model(local, settings.dtype, settings.threads or default_threads()),
-        name,
-        max_batch_size=settings.max_batch_size,
-        max_prefill_tokens=settings.max_prefill_tokens,
-    )
-    app = create_app(engine, settings, api_keys)
+    ``engine`` is ``builtin`` or ``vllm`` (default: chosen from ``settings.engine``; raises
+    :class:`~nexus_llm.serve.backends.EngineUnavailable` when the one asked for cannot run here).
+    """
+    from nexus_llm.serve.app import create_app
+    from nexus_llm.serve.backends import choose_engine, make_engine
+
+    kind = engine or choose_engine(settings.engine)
+    app = create_app(make_engine(kind, local, name, settings), settings, api_keys)
     return run_server(app, settings.host, settings.port, settings.drain_timeout_s, settings.access_log)
 
 
