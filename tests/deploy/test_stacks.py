@@ -59,6 +59,7 @@ def rendered(tmp_path_factory) -> Path:
                 app, ["aws", "render", "-c", str(cfg_path), "-o", str(root / variant)]
             )
             assert result.exit_code == 0, result.output
+            assert "plain HTTP" in result.output  # the default endpoint has no certificate
         else:
             cfg = parse_config(yaml.safe_load(cfg_path.read_text()))
             render_templates(cfg, ResourceNames.resolve(cfg.aws, cfg.name), str(root / variant))
