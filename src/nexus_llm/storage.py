@@ -322,10 +322,18 @@ def download_dir(uri: str, local_dir: str) -> str:
     return local_dir
 
 
-def copy_flat_dir(src_uri: str, dest_uri: str) -> list[str]:
-    """Copy the files directly under ``src_uri`` to ``dest_uri`` (small directories, e.g. a tokenizer)."""
+def copy_flat_dir(src_uri: str, dest_uri: str, only: Iterable[str] | None = None) -> list[str]:
+    """Copy the files directly under ``src_uri`` to ``dest_uri`` (small directories, e.g. a tokenizer).
+
+    ``only`` limits the copy to those file names (e.g. the tokenizer files of a model directory).
+    """
     fs, path = get_fs(src_uri)
-    names = sorted(basename(p) for p in fs.ls(path, detail=False) if fs.isfile(p))
+    wanted = set(only) if only is not None else None
+    names = sorted(
+        basename(p)
+        for p in fs.ls(path, detail=False)
+        if fs.isfile(p) and (wanted is None or basename(p) in wanted)
+    )
     for name in names:
         write_bytes_atomic(join(dest_uri, name), read_bytes(join(src_uri, name)))
     return names

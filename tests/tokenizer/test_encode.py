@@ -183,3 +183,15 @@ def test_cli_reports_a_missing_tokenizer_without_traceback(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert "nexus tokenizer train" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_model_directory_as_tokenizer_copies_only_the_tokenizer_files(corpus, tmp_path):
+    root, data, _ = corpus
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for name in os.listdir(root / "tok"):
+        (model_dir / name).write_bytes((root / "tok" / name).read_bytes())
+    (model_dir / "model.safetensors").write_bytes(b"\0" * 4096)  # stands in for the weights
+    run_tokenize(TokenizeConfig(), str(data), str(model_dir), str(tmp_path / "tokens"))
+    copied = set(os.listdir(tmp_path / "tokens" / "tokenizer"))
+    assert "tokenizer.json" in copied and "model.safetensors" not in copied

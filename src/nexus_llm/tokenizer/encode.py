@@ -25,6 +25,17 @@ from nexus_llm.tokenizer.bpe import TOKENIZER_FILE, load_encoder
 from nexus_llm.tokenizer.config import TokenizeConfig
 from nexus_llm.tokenizer.curated import count_rows, iter_batches, open_curated
 
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
 TOKENIZER_SUBDIR = "tokenizer"
 """A copy of the tokenizer inside the tokens directory, so the directory alone can train a model."""
 
@@ -186,7 +197,8 @@ def run_tokenize(
         tokens = {s: w.tokens for s, w in writers.items()}
     seconds = time.perf_counter() - started
     if not _same_location(tokenizer_uri, storage.join(out_uri, TOKENIZER_SUBDIR)):
-        storage.copy_flat_dir(tokenizer_uri, storage.join(out_uri, TOKENIZER_SUBDIR))
+        # tokenizer files only: --tokenizer may be a whole model directory (weights and all)
+        storage.copy_flat_dir(tokenizer_uri, storage.join(out_uri, TOKENIZER_SUBDIR), only=TOKENIZER_FILES)
     meta = {
         "format": shards.FORMAT,
         "dtype": dtype.name,
