@@ -87,3 +87,8 @@ def test_s3_workspace_runs_every_stage_against_object_storage(write_config, s3_e
     assert not Path("/unused").exists()
     again = nexus("run", "-c", str(config), "--workspace", layout.root)
     assert "Nothing to do" in again.stderr
+    # A retrained model at the same s3:// URI must be evaluated afresh (not from a stale local cache).
+    first = storage.read_json(storage.join(layout.eval, "results.json"))["model_digest"]
+    config = write_config(str(Path("/unused")), train={"learning_rate": 0.002})
+    nexus("run", "-c", str(config), "--workspace", layout.root)
+    assert storage.read_json(storage.join(layout.eval, "results.json"))["model_digest"] != first
