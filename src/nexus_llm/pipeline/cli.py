@@ -62,7 +62,8 @@ def _register(cfg, layout, results) -> None:
     )  # fmt: skip
     if run_id:
         console.print(
-            f"registry: recorded run {run_id} in {tracking_uri(cfg.registry)} (see `nexus runs list`)"
+            f"registry: recorded run {run_id} in {tracking_uri(cfg.registry)} (see `nexus runs list`)",
+            soft_wrap=True,  # a URI broken over two lines cannot be copied
         )
 
 
