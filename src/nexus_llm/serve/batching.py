@@ -38,6 +38,7 @@ from nexus_llm.serve.engine import (
     FinishReason,
     RequestHandle,
     SamplingParams,
+    check_prompt_length,
 )
 from nexus_llm.serve.loading import LoadedModel
 from nexus_llm.serve.prompts import PromptEncoder
@@ -169,8 +170,7 @@ class BatchingEngine:
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
         lm = self._require()
-        if not prompt_ids or len(prompt_ids) >= lm.context_length:
-            raise ValueError(f"a prompt must have 1 to {lm.context_length - 1} tokens, got {len(prompt_ids)}")
+        check_prompt_length(prompt_ids, lm.context_length)
         if len(self._incoming) >= self.max_waiting:
             raise EngineOverloaded(f"{len(self._incoming)} requests already wait for the engine")
         handle = RequestHandle(len(prompt_ids))

@@ -68,6 +68,12 @@ class EngineNotReady(Exception):
     """The model is not loaded yet, the engine failed, or it is shutting down."""
 
 
+def check_prompt_length(prompt_ids: list[int], context_length: int) -> None:
+    """Every engine's ``submit`` check: a prompt leaves room for at least one generated token."""
+    if not prompt_ids or len(prompt_ids) >= context_length:
+        raise ValueError(f"a prompt must have 1 to {context_length - 1} tokens, got {len(prompt_ids)}")
+
+
 _ids = itertools.count(1)
 
 

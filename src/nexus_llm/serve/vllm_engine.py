@@ -37,6 +37,7 @@ from nexus_llm.serve.engine import (
     FinishReason,
     RequestHandle,
     SamplingParams,
+    check_prompt_length,
 )
 from nexus_llm.serve.prompts import PromptEncoder
 
@@ -158,8 +159,7 @@ class VLLMEngine:
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
         self._require()
-        if not prompt_ids or len(prompt_ids) >= self._context:
-            raise ValueError(f"a prompt must have 1 to {self._context - 1} tokens, got {len(prompt_ids)}")
+        check_prompt_length(prompt_ids, self._context)
         if len(self._handles) >= self.max_waiting:
             raise EngineOverloaded(f"{len(self._handles)} requests already run in vLLM")
         handle = _Handle(len(prompt_ids))
