@@ -20,11 +20,9 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -32,7 +30,7 @@ from nexus_llm.serve import kvbatch
 from nexus_llm.serve.detok import TextStream
 from nexus_llm.serve.engine import (
     Chunk,
-    EngineNotReady,
+    EngineCore,
     EngineOverloaded,
     EngineStats,
     FinishReason,
@@ -66,7 +64,7 @@ class FinishedRecord:
     completion_tokens: int
 
 
-class BatchingEngine:
+class BatchingEngine(EngineCore):
     """Continuous batching over a Hugging Face causal LM (see the module docstring)."""
 
     def __init__(
@@ -78,6 +76,7 @@ class BatchingEngine:
         max_waiting: int = 10_000,
         max_prefill_tokens: int = 8192,
     ) -> None:
+        super().__init__()
         self.model_name = model_name
         self.max_batch_size = max_batch_size
         self.max_waiting = max_waiting
@@ -86,11 +85,6 @@ class BatchingEngine:
         self._lm: LoadedModel | None = None
         self._incoming: deque[_Sequence] = deque()
         self._wake = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._error: str | None = None
-        self._encoder: PromptEncoder | None = None  # set once the model is loaded
         # running batch: rows[i] is batch row i
         self._rows: list[_Sequence] = []
         self._batch: kvbatch.PaddedBatch | None = None
@@ -122,14 +116,6 @@ class BatchingEngine:
             self._wake.set()
             self._thread.join(5.0)
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until the model is loaded (True) or loading failed / timed out (False)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._ready.wait(0.05):
-            if self._error is not None or (deadline is not None and time.monotonic() > deadline):
-                return False
-        return True
-
     @property
     def context_length(self) -> int:
         return self._lm.context_length if self._lm else 0
@@ -144,7 +130,7 @@ class BatchingEngine:
 
     def is_ready(self) -> bool:
         alive = self._thread is not None and self._thread.is_alive()
-        return self._ready.is_set() and alive and self._error is None and not self._stopping
+        return alive and super().is_ready()
 
     def stats(self) -> EngineStats:
         return EngineStats(
@@ -159,15 +145,6 @@ class BatchingEngine:
         )
 
     # ---------------------------------------------------------------- requests
-    def encode(self, text: str) -> list[int]:
-        """Prompt text to ids. Blocks (on the tokenizer lock): call it off the event loop."""
-        self._require()
-        return self._encoder.encode(text)
-
-    def encode_chat(self, messages: list[dict[str, Any]]) -> list[int]:
-        self._require()
-        return self._encoder.encode_chat(messages)
-
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
         lm = self._require()
         check_prompt_length(prompt_ids, lm.context_length)
@@ -186,10 +163,8 @@ class BatchingEngine:
         return handle
 
     def _require(self) -> LoadedModel:
-        if not self.is_ready() or self._lm is None:
-            raise EngineNotReady(
-                self._error or ("shutting down" if self._stopping else "the model is loading")
-            )
+        self._check_ready()
+        assert self._lm is not None  # set before _ready
         return self._lm
 
     # ------------------------------------------------------------------ worker

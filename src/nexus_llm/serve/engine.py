@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from nexus_llm.serve.prompts import PromptEncoder
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
@@ -108,6 +113,47 @@ class RequestHandle:
             if chunk.finish_reason is not None:
                 self.finished = chunk
             yield chunk
+
+
+class EngineCore:
+    """What every engine shares: its loading state, waiting for it, and prompt encoding once loaded.
+
+    A subclass loads its model on ``_thread``, then sets ``_encoder`` and ``_ready``, or ``_error`` if
+    loading failed; ``shutdown`` sets ``_stopping``.
+    """
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._error: str | None = None
+        self._encoder: PromptEncoder | None = None  # set once the model is loaded
+
+    def is_ready(self) -> bool:
+        return self._ready.is_set() and self._error is None and not self._stopping
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the model is loaded (True) or loading failed / timed out (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if self._error is not None or (deadline is not None and time.monotonic() > deadline):
+                return False
+        return True
+
+    def _check_ready(self) -> None:
+        if not self.is_ready():
+            raise EngineNotReady(
+                self._error or ("shutting down" if self._stopping else "the model is loading")
+            )
+
+    def encode(self, text: str) -> list[int]:
+        """Prompt text to ids. Blocks (on the tokenizer lock): call it off the event loop."""
+        self._check_ready()
+        return self._encoder.encode(text)
+
+    def encode_chat(self, messages: list[dict[str, Any]]) -> list[int]:
+        self._check_ready()
+        return self._encoder.encode_chat(messages)
 
 
 class Engine(Protocol):

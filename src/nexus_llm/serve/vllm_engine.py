@@ -31,7 +31,7 @@ from typing import Any
 
 from nexus_llm.serve.engine import (
     Chunk,
-    EngineNotReady,
+    EngineCore,
     EngineOverloaded,
     EngineStats,
     FinishReason,
@@ -57,26 +57,22 @@ class _Handle(RequestHandle):
             self.loop.call_soon_threadsafe(self.task.cancel)
 
 
-class VLLMEngine:
+class VLLMEngine(EngineCore):
     """vLLM's ``AsyncLLMEngine`` behind the engine seam (see the module docstring)."""
 
     def __init__(
         self, model_dir: str, model_name: str, *, max_batch_size: int = 32, dtype: str = "auto",
         max_waiting: int = 10_000,
     ) -> None:  # fmt: skip
+        super().__init__()
         self.model_name = model_name
         self.model_dir = model_dir
         self.max_batch_size = max_batch_size
         self.dtype = dtype
         self.max_waiting = max_waiting
         self._engine: Any = None
-        self._encoder: PromptEncoder | None = None
         self._context = 0
         self._vocab = 0
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._error: str | None = None
         self._handles: set[_Handle] = set()
         self._prompt_tokens = 0
         self._generated = 0
@@ -119,13 +115,6 @@ class VLLMEngine:
         if self._engine is not None:
             self._engine.shutdown()
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._ready.wait(0.05):
-            if self._error is not None or (deadline is not None and time.monotonic() > deadline):
-                return False
-        return True
-
     @property
     def context_length(self) -> int:
         return self._context
@@ -133,9 +122,6 @@ class VLLMEngine:
     @property
     def vocab_size(self) -> int:
         return self._vocab
-
-    def is_ready(self) -> bool:
-        return self._ready.is_set() and self._error is None and not self._stopping
 
     def stats(self) -> EngineStats:
         return EngineStats(
@@ -149,16 +135,8 @@ class VLLMEngine:
         )
 
     # ---------------------------------------------------------------- requests
-    def encode(self, text: str) -> list[int]:
-        self._require()
-        return self._encoder.encode(text)
-
-    def encode_chat(self, messages: list[dict[str, Any]]) -> list[int]:
-        self._require()
-        return self._encoder.encode_chat(messages)
-
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
-        self._require()
+        self._check_ready()
         check_prompt_length(prompt_ids, self._context)
         if len(self._handles) >= self.max_waiting:
             raise EngineOverloaded(f"{len(self._handles)} requests already run in vLLM")
@@ -166,12 +144,6 @@ class VLLMEngine:
         self._handles.add(handle)
         handle.task = handle.loop.create_task(self._stream(handle, list(prompt_ids), params))
         return handle
-
-    def _require(self) -> None:
-        if not self.is_ready():
-            raise EngineNotReady(
-                self._error or ("shutting down" if self._stopping else "the model is loading")
-            )
 
     async def _stream(self, handle: _Handle, ids: list[int], params: SamplingParams) -> None:
         """Read vLLM's cumulative outputs for one request and push them to ``handle`` as deltas."""
