@@ -278,16 +278,13 @@ class Serving:
         if self.admission.try_acquire(slots):
             return
         waiting = asyncio.ensure_future(self.admission.acquire(slots))
-        watch = asyncio.ensure_future(_wait_disconnect(http))
         try:
-            await asyncio.wait({waiting, watch}, return_when=asyncio.FIRST_COMPLETED)
+            granted_or_failed = await _done_before_disconnect(waiting, http)
         except BaseException:  # this request was cancelled: hold nothing
-            watch.cancel()
             if not waiting.cancel() and not waiting.cancelled() and waiting.exception() is None:
                 self.admission.release(slots)
             raise
-        watch.cancel()
-        if waiting.done():
+        if granted_or_failed:
             waiting.result()  # raises Overloaded after the queue timeout
             return
         waiting.cancel()  # leaves the queue at once (a grant racing with this is given back)
@@ -312,12 +309,7 @@ class Serving:
             return "".join(parts), handle.finished
 
         work = asyncio.ensure_future(asyncio.gather(*(drain(h) for h in job.handles)))
-        watch = asyncio.ensure_future(_wait_disconnect(http))
-        try:
-            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watch.cancel()
-        if not work.done():
+        if not await _done_before_disconnect(work, http):
             job.cancel_unfinished()
             work.cancel()
             _client_gone(http)
@@ -408,6 +400,16 @@ async def _wait_disconnect(http: Request) -> None:
         message = await http.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+async def _done_before_disconnect(task: asyncio.Future, http: Request) -> bool:
+    """Wait for ``task`` or for the client to go away, whichever comes first: is ``task`` done?"""
+    watch = asyncio.ensure_future(_wait_disconnect(http))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    return task.done()
 
 
 def _usage(results: list[tuple[str, Chunk]]) -> dict[str, int]:
