@@ -12,6 +12,7 @@ from typing import Any
 
 from nexus_llm import storage
 from nexus_llm.configbase import ConfigError
+from nexus_llm.modelinfo import context_length
 
 GENERATION_DEFAULTS = {"do_sample": True, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 256}
 STAGE = "train"
@@ -19,14 +20,19 @@ WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.
 """Weight files of any earlier export: a stale shard or index beside new weights changes what loads."""
 
 
-def check_output_dir(output_dir: str) -> None:
-    """Refuse, before training, an output directory that holds another stage's output (it is cleared)."""
-    stage = (storage.read_manifest(output_dir) or {}).get("stage", STAGE)
+def check_output_dir(output_dir: str) -> dict[str, Any]:
+    """Refuse, before training, an output directory that holds another stage's output (it is cleared).
+
+    Returns the directory's manifest (empty if none).
+    """
+    old = storage.read_manifest(output_dir) or {}
+    stage = old.get("stage", STAGE)
     if stage != STAGE:
         raise ConfigError(
             f"train.output_dir {output_dir!r} holds the output of `{stage}`, which exporting would "
             "replace; choose another output directory"
         )
+    return old
 
 
 def _clear_previous(output_dir: str, old: dict[str, Any]) -> None:
@@ -37,14 +43,6 @@ def _clear_previous(output_dir: str, old: dict[str, Any]) -> None:
     for pattern in WEIGHT_PATTERNS:
         for path in fs.glob(f"{root.rstrip('/')}/{pattern}"):
             fs.rm(path)
-
-
-def _context_length(config: Any) -> int | None:
-    """The model's context: what the exported tokenizer's ``model_max_length`` must say."""
-    for key in ("max_position_embeddings", "n_positions"):
-        if getattr(config, key, None):
-            return int(getattr(config, key))
-    return None
 
 
 def export_model(
@@ -60,8 +58,7 @@ def export_model(
         return manifest
     from transformers import AutoTokenizer, GenerationConfig
 
-    check_output_dir(output_dir)
-    old = storage.read_manifest(output_dir) or {}
+    old = check_output_dir(output_dir)
     storage.remove(storage.join(output_dir, storage.MANIFEST))  # first: never complete while replaced
     unwrapped = accelerator.unwrap_model(model)
     if hasattr(unwrapped, "merge_and_unload"):
@@ -71,7 +68,7 @@ def export_model(
         with tempfile.TemporaryDirectory(prefix="nexus-tok-") as tok_tmp:
             tokenizer = AutoTokenizer.from_pretrained(storage.download_dir(tokenizer_uri, tok_tmp))
         cfg = unwrapped.config
-        context = _context_length(cfg)
+        context = context_length(cfg, default=0)  # the exported tokenizer's model_max_length
         if context:  # the tokenizer's own default (2048, or "unlimited") does not know the model
             tokenizer.model_max_length = context
         tokenizer.save_pretrained(tmp)
