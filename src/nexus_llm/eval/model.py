@@ -45,15 +45,12 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def load_model(uri: str, device: str = "auto", dtype: str = "auto", local: Path | None = None):
-    """``(model, tokenizer, local_dir, device)`` with the model in eval mode on ``device``.
-
-    ``local`` is ``local_model_dir(uri)`` when the caller already resolved it (one remote listing).
-    """
+def load_model(local: Path, uri: str, device: str = "auto", dtype: str = "auto"):
+    """``(model, tokenizer, device)`` from ``local`` (``local_model_dir(uri)``), the model in eval mode on
+    ``device``; ``uri`` names the model in errors."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    local = local if local is not None else local_model_dir(uri)
     device = resolve_device(device)
     auto = torch.float32 if device == "cpu" else "auto"  # CPUs are slow and inexact in half precision
     torch_dtype = auto if dtype == "auto" else getattr(torch, dtype)
@@ -67,7 +64,7 @@ def load_model(uri: str, device: str = "auto", dtype: str = "auto", local: Path 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # batching needs a pad id; padded positions are masked
     model.to(device).eval()
-    return model, tokenizer, local, device
+    return model, tokenizer, device
 
 
 def model_digest(local: Path) -> str:

@@ -132,7 +132,7 @@ def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]
     runs_uri = cfg.runs or beside_model(model_uri, "runs", "metrics.jsonl")
     create_output_dir(output_uri)
     console.print(f"[bold]eval[/] loading {model_uri}")
-    model, tokenizer, local, device = load_model(model_uri, cfg.device, cfg.dtype, local=local)
+    model, tokenizer, device = load_model(local, model_uri, cfg.device, cfg.dtype)
     results: dict[str, Any] = {"perplexity": None, "bits_per_byte": None, "heldout": None}
     if cfg.perplexity:
         results.update(heldout_scores(model, tokenizer, cfg, data_uri))
