@@ -120,12 +120,13 @@ def estimate(cfg: NexusConfig, prices: dict[str, float] | None = None) -> dict:
     ``max_tasks``, and the cost of one job of each kind."""
     prices = prices or {}
     aws = cfg.aws
+    per_job = {"training": training_job_cost(cfg, prices), "data": data_job_cost(cfg)}
     lines = [
         *_serving_lines(cfg, prices),
         *_network_lines(cfg),
         *_storage_lines(cfg),
         *_monitoring_lines(cfg),
-        *_job_lines(cfg, prices),
+        *_job_lines(cfg, per_job["training"], per_job["data"]),
     ]
     return {
         "prices_as_of": PRICES_AS_OF,
@@ -133,7 +134,7 @@ def estimate(cfg: NexusConfig, prices: dict[str, float] | None = None) -> dict:
         "monthly_total_usd": sum(line.monthly_usd for line in lines),
         "at_max_tasks": _compute_line(cfg, prices, aws.serving.max_tasks),
         "excluded": EXCLUDED,
-        "per_job": {"training": training_job_cost(cfg, prices), "data": data_job_cost(cfg)},
+        "per_job": per_job,
         "budget_usd": aws.budget.monthly_usd,
     }
 
@@ -283,10 +284,9 @@ def _monitoring_lines(cfg: NexusConfig) -> list[Line]:
     ]
 
 
-def _job_lines(cfg: NexusConfig, prices: dict[str, float]) -> list[Line]:
+def _job_lines(cfg: NexusConfig, train: dict, data: dict) -> list[Line]:
+    """Monthly lines for the jobs, from the cost of one training job and one data job."""
     tr, dj = cfg.aws.training, cfg.aws.data_job
-    train = training_job_cost(cfg, prices)
-    data = data_job_cost(cfg)
     spot = " spot" if tr.spot else ""
     train_runs = f"{tr.jobs_per_month:g} jobs x {tr.hours_per_job:g} h x {tr.instance_count}"
     data_runs = f"{dj.jobs_per_month:g} runs x {dj.hours_per_job:g} h"

@@ -20,6 +20,7 @@ from nexus_llm.deploy.stacks.common import (
     export,
     global_arn,
     import_value,
+    log_group_name,
     new_template,
     policy,
     statement,
@@ -141,7 +142,7 @@ def _execution_statements(names: ResourceNames) -> list[dict[str, Any]]:
     Reading the API-key secret is granted by the serving stack, which creates that secret (its ARN
     has a random suffix, unknown before), on exactly that one secret.
     """
-    logs = logs_access(f"/nexus/{names.project}/serving", create_group=False)
+    logs = logs_access(log_group_name(names, "serving"), create_group=False)
     return [*ecr_pull(names, "serve"), logs, kms_use(names)]
 
 
@@ -163,7 +164,7 @@ def _instance_role(t, names: ResourceNames) -> None:
     role = t.add_resource(_role(names, "InstanceRole", "serve-instance", "ec2.amazonaws.com", statements))
     profile = t.add_resource(
         iam.InstanceProfile(
-            "InstanceProfile", InstanceProfileName=f"{names.project}-serve-instance", Roles=[Ref(role)]
+            "InstanceProfile", InstanceProfileName=names.role("serve-instance"), Roles=[Ref(role)]
         )
     )
     export(t, names, "InstanceProfileArn", GetAtt(profile, "Arn"), "instance profile of GPU hosts")
