@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,8 +43,8 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
     t = Table(title=title, title_justify="left")
     for i, name in enumerate(columns):
         t.add_column(name, justify="left" if i == 0 else "right")
-    for row in rows:
-        t.add_row(*(fmt(v) for v in row))
+    for row in rows:  # escaped: names, paths and AWS messages may hold ``[...]``, which rich reads as markup
+        t.add_row(*(escape(fmt(v)) for v in row))
     return t
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
@@ -20,11 +20,6 @@ app = typer.Typer(
 CONFIG = typer.Option(None, "--config", "-c", help="nexus.yaml (its aws: section); defaults when omitted")
 STACKS = typer.Option(None, "--stack", help="only these stacks (repeatable): storage, network, iam, ...")
 POLL = typer.Option(5.0, "--poll-seconds", help="how often to poll CloudFormation while waiting")
-
-
-def _cells(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
-    """Table rows with text escaped: AWS names and messages may hold ``[...]``, which rich reads as markup."""
-    return [[escape(v) if isinstance(v, str) else v for v in row] for row in rows]
 
 
 def _say(message: str, detail: Any = "") -> None:
@@ -89,7 +84,7 @@ def render(
         summary = render_templates(cfg, names, out)
     rows = [(s["stack"], s["file"], s["resources"]) for s in summary["stacks"].values()]
     title = f"templates in {out} (bucket suffix {names.suffix})"
-    console.print(table(escape(title), ["stack", "file", "resources"], _cells(rows)))
+    console.print(table(escape(title), ["stack", "file", "resources"], rows))
     _warn_exposure(cfg)
 
 
@@ -105,7 +100,7 @@ def deploy(config: str | None = CONFIG, stack: list[str] | None = STACKS, poll_s
             on_progress = _stack_progress(bar, names)
             results = deploy_stacks(cfg, names, clients, stack, poll_s=poll_seconds, progress=on_progress)
     rows = [(r.name, r.action, r.status) for r in results]
-    console.print(table("stacks", ["stack", "action", "status"], _cells(rows)))
+    console.print(table("stacks", ["stack", "action", "status"], rows))
     for r in results:
         if "ServiceUrl" in r.outputs:
             _say("endpoint: ", f"{r.outputs['ServiceUrl']} (healthy once the model has loaded)")
@@ -138,7 +133,7 @@ def destroy(
         with progress() as bar:
             on_progress = _stack_progress(bar, names)
             results = destroy_stacks(names, clients, stack, poll_s=poll_seconds, progress=on_progress)
-    console.print(table("stacks", ["stack", "action"], _cells((r.name, r.action) for r in results)))
+    console.print(table("stacks", ["stack", "action"], [(r.name, r.action) for r in results]))
     console.print(f"kept: {RETAINED}. Delete them by hand when you no longer need the data.")
 
 
@@ -166,7 +161,7 @@ def submit_data_job(
             ("output", run["Arguments"]["--nexus-output"]),
             ("inputs", ", ".join(run["Inputs"])),
         ]
-        console.print(table("Glue run", ["field", "value"], _cells(rows)))
+        console.print(table("Glue run", ["field", "value"], rows))
         if wait:
             final = wait_data_job(clients, run["JobName"], run["JobRunId"], on_state=_say)
             if final["JobRunState"] != "SUCCEEDED":
@@ -203,7 +198,7 @@ def submit_train_job(
             ("checkpoints", req["CheckpointConfig"]["S3Uri"]),
             ("output", req["OutputDataConfig"]["S3OutputPath"]),
         ]
-        console.print(table("SageMaker training job", ["field", "value"], _cells(rows)))
+        console.print(table("SageMaker training job", ["field", "value"], rows))
         if wait:
             final = wait_train_job(clients, req["TrainingJobName"], on_state=_say)
             if final["TrainingJobStatus"] != "Completed":
@@ -219,14 +214,14 @@ def status(config: str | None = CONFIG) -> None:
     with _user_errors():
         _, clients, names = _setup(config)
         info = collect_status(names, clients)
-    stacks = _cells((s.name, s.status) for s in info["stacks"])
+    stacks = [(s.name, s.status) for s in info["stacks"]]
     console.print(table("stacks", ["stack", "status"], stacks))
     if info["endpoint"]:
         _say("endpoint: ", info["endpoint"])
     if info["training_jobs"]:
-        console.print(table("training jobs", ["name", "status", "created"], _cells(info["training_jobs"])))
+        console.print(table("training jobs", ["name", "status", "created"], info["training_jobs"]))
     if info["data_runs"]:
-        console.print(table("data-job runs", ["run id", "state", "started"], _cells(info["data_runs"])))
+        console.print(table("data-job runs", ["run id", "state", "started"], info["data_runs"]))
 
 
 @app.command()
@@ -254,9 +249,7 @@ def _print_estimate(est: dict[str, Any]) -> None:
     peak = est["at_max_tasks"]
     rows.append(("at max_tasks", peak.item, peak.assumption, peak.unit_price, peak.monthly_usd))
     columns = ["group", "item", "assumption", "price", "USD/month"]
-    console.print(
-        table(f"estimated monthly cost, USD (prices: {est['prices_as_of']})", columns, _cells(rows))
-    )
+    console.print(table(f"estimated monthly cost, USD (prices: {est['prices_as_of']})", columns, rows))
     console.print(
         "The 'at max_tasks' line is not in the total: it is the serving compute if autoscaling "
         "held max_tasks all month (a rolling deploy at full scale briefly needs twice that)."
