@@ -57,13 +57,12 @@ class AwsClients:
 def dns_suffix(region: str) -> str:
     """The DNS suffix of the region's partition (``amazonaws.com``, ``amazonaws.com.cn`` ...), from
     botocore's endpoint data, so ECR and other host names are right outside the ``aws`` partition."""
-    import re
-
+    from botocore.exceptions import UnknownRegionError
     from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
 
-    partitions = create_loader().load_data("endpoints")["partitions"]
-    for matches in (lambda p: region in p["regions"], lambda p: re.match(p["regionRegex"], region)):
-        for partition in partitions:
-            if matches(partition):
-                return partition["dnsSuffix"]
-    return "amazonaws.com"
+    resolver = EndpointResolver(create_loader().load_data("endpoints"))
+    try:
+        return resolver.get_partition_dns_suffix(resolver.get_partition_for_region(region))
+    except UnknownRegionError:
+        return "amazonaws.com"
