@@ -275,6 +275,19 @@ def read_manifest(directory: str) -> dict[str, Any] | None:
         return None
 
 
+def claim_output(directory: str, stage: str, what: str) -> dict[str, Any]:
+    """Take ``directory`` over for a new run of ``stage`` and return the old manifest (``{}`` if none).
+
+    Refuses another stage's output (``what`` names this stage's, in the message); removes the manifest
+    first, so a rewrite that is interrupted never looks complete. The caller then removes old outputs.
+    """
+    old = read_manifest(directory) or {}
+    if old.get("stage", stage) != stage:
+        raise ValueError(f"{directory!r} holds the output of `{old['stage']}`, not {what}: choose another -o")
+    remove(join(directory, MANIFEST))
+    return old
+
+
 def write_manifest(directory: str, manifest: dict[str, Any]) -> None:
     """Mark a stage complete. Call after every other output is written."""
     write_json_atomic(join(directory, MANIFEST), manifest)

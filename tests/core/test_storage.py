@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from nexus_llm import storage
 
 
@@ -34,3 +36,15 @@ def test_join_and_move(tmp_path):
     src.write_text("hi")
     storage.move(str(src), str(tmp_path / "sub" / "y.txt"))
     assert (tmp_path / "sub" / "y.txt").read_text() == "hi" and not src.exists()
+
+
+def test_claim_output_refuses_another_stage_and_removes_the_manifest_first(tmp_path):
+    out = str(tmp_path / "out")
+    storage.write_manifest(out, {"stage": "eval"})
+    with pytest.raises(ValueError, match=r"holds the output of `eval`, not tokens"):
+        storage.claim_output(out, "tokenize", "tokens")
+    assert storage.read_manifest(out) == {"stage": "eval"}  # refused: nothing touched
+    storage.write_manifest(out, {"stage": "tokenize", "files": ["a.bin"]})
+    assert storage.claim_output(out, "tokenize", "tokens")["files"] == ["a.bin"]
+    assert storage.read_manifest(out) is None
+    assert storage.claim_output(str(tmp_path / "new"), "tokenize", "tokens") == {}

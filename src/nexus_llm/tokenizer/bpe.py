@@ -96,12 +96,7 @@ def run_tokenizer_train(cfg: TokenizerConfig, data_uri: str, out_uri: str) -> di
 def clear_previous(out_uri: str) -> None:
     """Forget an older tokenizer in ``out_uri`` before writing: its manifest first, so an interrupted
     rerun never looks complete, then the files it listed, so none stays stale beside the new ones."""
-    old = storage.read_manifest(out_uri) or {}
-    if old.get("stage", "tokenizer") != "tokenizer":
-        raise ValueError(
-            f"{out_uri!r} holds the output of `{old['stage']}`, not a tokenizer: choose another -o"
-        )
-    storage.remove(storage.join(out_uri, storage.MANIFEST))
+    old = storage.claim_output(out_uri, "tokenizer", "a tokenizer")
     for rel in old.get("files", []):
         storage.remove(storage.join(out_uri, rel))
 

@@ -142,10 +142,7 @@ def _same_location(a: str, b: str) -> bool:
 def _prepare_output(out_uri: str, tokenizer_uri: str) -> None:
     """Clear an older run's outputs, its manifest first: an interrupted rerun is never mistaken for
     complete, and no stale shard or ``.partial`` file of an older (longer) run stays beside new ones."""
-    old = storage.read_manifest(out_uri) or {}
-    if old.get("stage", "tokenize") != "tokenize":
-        raise ValueError(f"{out_uri!r} holds the output of `{old['stage']}`, not tokens: choose another -o")
-    storage.remove(storage.join(out_uri, storage.MANIFEST))
+    storage.claim_output(out_uri, "tokenize", "tokens")
     for name in OUTPUTS:
         target = storage.join(out_uri, name)
         if name == TOKENIZER_SUBDIR and _same_location(target, tokenizer_uri):
