@@ -160,3 +160,24 @@ def test_two_process_torchrun_matches_one_process_with_accumulation(tokens, tmp_
     a, b = _metrics(one), _metrics(two)
     assert abs(a[-1]["loss"] - b[-1]["loss"]) < 1e-4 and abs(a[-1]["val_loss"] - b[-1]["val_loss"]) < 1e-4
     assert (two / "model" / "manifest.json").exists()
+
+
+def test_runs_with_different_precisions_follow_each_other_in_one_process(tokens, tmp_path, monkeypatch):
+    """accelerate's state is process-wide; each run owns it and resets it, so fp32 then bf16 (and back)
+    train in one process (a notebook, a sweep). The CPU's bf16 flag is forced both ways for ``auto``."""
+    from nexus_llm.train import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2"})
+    runs = [("fp32", "auto"), ("bf16", "auto"), ("fp32", "fp32")]
+    precisions = []
+    for i, (forced, requested) in enumerate(runs):
+        if forced == "bf16":
+            monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+        else:
+            monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2"})
+        section = train_section(tokens, tmp_path / str(i), max_steps=3, save_every=3, eval_every=3,
+                                precision=requested)  # fmt: skip
+        summary = run_train(*_cfg_paths(section), seed=1)
+        precisions.append(summary["precision"])
+        assert summary["step"] == 3 and summary["last"]["loss"] > 0
+    assert precisions == ["fp32", "bf16", "fp32"]

@@ -115,8 +115,28 @@ def check_runtime(cfg: TrainConfig, cuda: bool) -> None:
             )
 
 
+def reset_accelerator_state() -> None:
+    """Forget the process-wide accelerate state of an earlier run (its precision, DeepSpeed/FSDP plugin,
+    gradient-accumulation settings), so the next run in this process may choose others.
+
+    accelerate keeps that state in class-level singletons and refuses a second ``Accelerator`` whose
+    ``mixed_precision`` differs ("AcceleratorState has already been initialized and cannot be changed"): a
+    notebook, a sweep or the tests training fp32 then bf16 in one process would fail. The process-level
+    part (``PartialState``: device, rank, the torchrun process group) is kept: it does not change between
+    runs, and tearing down the process group would break the ranks of a torchrun job.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
 def build_accelerator(cfg: TrainConfig, precision: str):
-    """An ``accelerate.Accelerator`` for the strategy (DDP is picked up from torchrun's environment)."""
+    """An ``accelerate.Accelerator`` for the strategy (DDP is picked up from torchrun's environment).
+
+    Each call starts from a clean accelerate state (:func:`reset_accelerator_state`): the accelerator
+    belongs to one run, and :func:`nexus_llm.train.loop.run_train` resets the state again when it ends.
+    """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import (
@@ -146,4 +166,5 @@ def build_accelerator(cfg: TrainConfig, precision: str):
             state_dict_type="SHARDED_STATE_DICT",
             use_orig_params=True,
         )
+    reset_accelerator_state()
     return Accelerator(**kwargs)

@@ -25,7 +25,7 @@ from nexus_llm.tokenizer import shards
 from nexus_llm.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from nexus_llm.train.config import TrainConfig, TrainPaths
 from nexus_llm.train.data import DataPosition, EpochOrder, PackedTokens, slots
-from nexus_llm.train.distributed import build_accelerator, check_runtime
+from nexus_llm.train.distributed import build_accelerator, check_runtime, reset_accelerator_state
 from nexus_llm.train.export import check_output_dir, export_model
 from nexus_llm.train.hardware import resolve_precision
 from nexus_llm.train.mfu import device_peak_flops, train_flops_per_token
@@ -287,7 +287,16 @@ def run_train(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str = "nexus
     """Train (resuming from the latest complete checkpoint) and export; see the module docstring.
 
     Returns a summary; ``interrupted`` is True when a SIGTERM/SIGINT stopped the run after saving.
+    The accelerate state of the run is reset when it ends, so another run in this process may use other
+    settings (precision, strategy).
     """
+    try:
+        return _run(cfg, paths, seed, name)
+    finally:
+        reset_accelerator_state()
+
+
+def _run(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str) -> dict[str, Any]:
     started = time.perf_counter()
     s = _setup(cfg, paths, seed)
     acc, model = s.accelerator, s.model
