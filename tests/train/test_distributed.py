@@ -79,6 +79,49 @@ def test_valid_zero3_with_offload_builds_a_consistent_config():
     assert ds["zero_optimization"]["offload_param"]["device"] == "cpu"
     assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (2, 8)
     assert ds["gradient_clipping"] == 0.5 and ds["bf16"] == {"enabled": True}
+    # without it the export at the end of a ZeRO-3 run fails (seen on an H200: scripts/gpu_check.py)
+    assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    assert (
+        "stage3_gather_16bit_weights_on_model_save"
+        not in deepspeed_config(
+            _train(distributed={"strategy": "deepspeed", "deepspeed": {"zero_stage": 2}}), "bf16"
+        )["zero_optimization"]
+    )
+
+
+def test_a_zero3_file_that_cannot_export_the_model_is_rejected(tmp_path):
+    path = tmp_path / "ds.json"
+    path.write_text(
+        json.dumps({"zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": False}})
+    )
+    with pytest.raises(ConfigError, match="could not be exported"):
+        _train(distributed={"strategy": "deepspeed", "deepspeed": {"config_file": str(path)}})
+
+
+def _groups(model, **train):
+    from nexus_llm.train.model import make_optimizer
+
+    return make_optimizer(model, _train(**train)).param_groups
+
+
+def test_optimizer_groups_are_never_empty_or_redundant(tiny_model_dir):
+    """DeepSpeed drops empty groups and the scheduler then fails at its first step (seen with LoRA on
+    ZeRO-2 and with weight_decay 0 on ZeRO-3 on a GPU): every group has parameters and a reason to exist."""
+    from transformers import AutoModelForCausalLM
+
+    from nexus_llm.train.model import apply_lora
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    decayed, plain = _groups(model, weight_decay=0.1)
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(p.ndim < 2 for p in plain["params"])
+    (single,) = _groups(model, weight_decay=0.0)
+    assert len(single["params"]) == len(list(model.parameters()))
+    lora = apply_lora(
+        model, _train(init_from=str(tiny_model_dir), lora={"r": 4, "target_modules": ["q_proj"]})
+    )
+    (adapters,) = _groups(lora, weight_decay=0.1, init_from=str(tiny_model_dir), lora={"r": 4})
+    assert adapters["params"] and all(p.ndim == 2 for p in adapters["params"])
 
 
 def test_gpu_strategies_are_refused_on_cpu_with_the_alternative():

@@ -38,6 +38,11 @@ def deepspeed_problems(ds: dict[str, Any], cfg: TrainConfig) -> list[str]:
         )
     if _offload_device(zero, "offload_optimizer") not in ("none", "None") and stage == 0:
         problems.append("offload_optimizer needs ZeRO stage 1, 2 or 3 (the stage is 0). Raise zero_stage.")
+    if stage == 3 and zero.get("stage3_gather_16bit_weights_on_model_save") is False:
+        problems.append(
+            "stage3_gather_16bit_weights_on_model_save is false: the trained model could not be exported "
+            "(the weights stay partitioned). Set it to true, or remove it."
+        )
     if _enabled(ds.get("fp16")) and _enabled(ds.get("bf16")):
         problems.append("fp16 and bf16 are both enabled; enable one (train.precision decides it when unset).")
     wanted = {
@@ -73,6 +78,10 @@ def deepspeed_config(cfg: TrainConfig, precision: str | None = None) -> dict[str
     ds["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
     ds["gradient_accumulation_steps"] = cfg.grad_accum_steps
     ds.setdefault("gradient_clipping", cfg.grad_clip)
+    if int(ds["zero_optimization"].get("stage", 0)) == 3:
+        # the export gathers the partitioned weights into one 16-bit state dict; without this flag
+        # accelerate refuses at the very end of training (seen on a GPU)
+        ds["zero_optimization"].setdefault("stage3_gather_16bit_weights_on_model_save", True)
     if _offload_device(ds["zero_optimization"], "offload_optimizer") not in ("none", "None"):
         ds["zero_force_ds_cpu_optimizer"] = False  # we pass a torch AdamW (identical maths)
     precision = precision or cfg.precision

@@ -29,7 +29,13 @@ from nexus_llm.train.distributed import build_accelerator, check_runtime, reset_
 from nexus_llm.train.export import check_output_dir, export_model
 from nexus_llm.train.hardware import resolve_precision
 from nexus_llm.train.mfu import device_peak_flops, train_flops_per_token
-from nexus_llm.train.model import base_config, build_model, make_optimizer, trainable_fraction
+from nexus_llm.train.model import (
+    base_config,
+    build_model,
+    make_optimizer,
+    parameter_count,
+    trainable_fraction,
+)
 from nexus_llm.train.runlog import RunLog
 from nexus_llm.train.steps import evaluate, train_step
 
@@ -314,7 +320,7 @@ def _run(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str) -> dict[str,
     log.start_mlflow(cfg.mlflow, name, {**cfg.model_dump(exclude={"mlflow"}), "precision": s.precision})
     _say(
         acc,
-        f"training {sum(p.numel() for p in unwrapped.parameters()):,} parameters on {acc.num_processes} "
+        f"training {parameter_count(unwrapped):,} parameters on {acc.num_processes} "
         f"× {acc.device} ({s.precision}); {len(s.train):,} sequences of {cfg.seq_len} tokens; "
         f"{s.total_steps} steps of {s.global_batch} sequences"
         + (f"; resumed from {resumed_from}" if resumed_from else ""),
@@ -363,7 +369,7 @@ def _run(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str) -> dict[str,
         "peak_source": peak_source,
         "last": last_record,
         "seconds": round(time.perf_counter() - started, 2),
-        "parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "parameters": parameter_count(unwrapped),
     }
     if not stopping:
         summary = _finish(s, summary)

@@ -87,9 +87,18 @@ def base_config(model) -> Any:
     return inner.config
 
 
+def _numel(p) -> int:
+    """Elements of a parameter, also when ZeRO-3 has partitioned it away (``numel()`` is then 0)."""
+    return int(getattr(p, "ds_numel", 0) or p.numel())
+
+
+def parameter_count(model) -> int:
+    return sum(_numel(p) for p in model.parameters())
+
+
 def trainable_fraction(model) -> float:
-    total = sum(p.numel() for p in model.parameters())
-    return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
+    total = parameter_count(model)
+    return sum(_numel(p) for p in model.parameters() if p.requires_grad) / max(total, 1)
 
 
 def make_optimizer(model, cfg: TrainConfig):
@@ -101,4 +110,10 @@ def make_optimizer(model, cfg: TrainConfig):
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
+    # No empty group (LoRA trains matrices only) and no split that changes nothing (weight_decay 0):
+    # DeepSpeed drops or merges such groups, and the LR scheduler, built on the groups given here, then
+    # fails at its first step ("zip() argument 2 is longer than argument 1"; seen on a GPU with ZeRO-2/3).
+    groups = [g for g in groups if g["params"]]
+    if len(groups) > 1 and cfg.weight_decay == 0.0:
+        groups = [{"params": params, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.betas)
