@@ -7,8 +7,10 @@ key, show the value that was given, and suggest the nearest valid key for a typo
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,15 @@ from nexus_llm.serve.config import ServeConfig
 from nexus_llm.tokenizer.config import TokenizeConfig, TokenizerConfig
 from nexus_llm.train.config import TrainConfig
 
-__all__ = ["ConfigError", "NexusConfig", "StrictModel", "load_config", "parse_config"]
+__all__ = [
+    "SET_HELP",
+    "ConfigError",
+    "NexusConfig",
+    "StrictModel",
+    "apply_overrides",
+    "load_config",
+    "parse_config",
+]
 
 
 class StorageConfig(StrictModel):
@@ -105,17 +115,63 @@ def parse_config(raw: dict[str, Any] | None, source: str = "nexus.yaml") -> Nexu
         raise ConfigError(format_validation_error(err, source, NexusConfig)) from None
 
 
-def load_config(path: str | os.PathLike[str] | None) -> NexusConfig:
-    """Load ``nexus.yaml`` (defaults for every section when ``path`` is None)."""
-    if path is None:
-        return NexusConfig()
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} not found. Pass -c with the path to your nexus.yaml.")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML: {err}") from None
-    cfg = parse_config(raw, str(p))
+SET_HELP = (
+    "Override one config key, typed by the schema: key.path=value (repeatable), e.g. "
+    "--set train.max_steps=100 --set data.inputs=[docs/]. Values are read as YAML."
+)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str] | None) -> dict[str, Any]:
+    """``raw`` with each ``key.path=value`` set (the value read as YAML: numbers, lists, mappings, null).
+
+    Sections missing from ``raw`` are created; the schema then validates and types every value, so an
+    unknown key gets the usual "Did you mean" message and a wrong type names the key and the value.
+    """
+    merged = copy.deepcopy(raw)
+    for item in overrides or ():
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item!r}: write key.path=value, e.g. --set train.max_steps=100")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {err}") from None
+        node = merged
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"--set {item!r}: {where} is a value ({child!r}), not a section with keys")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] | None = None) -> NexusConfig:
+    """Load ``nexus.yaml`` (defaults for every section when ``path`` is None), then ``--set`` overrides."""
+    raw: Any = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found. Pass -c with the path to your nexus.yaml.")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML: {err}") from None
+        source = str(p)
+    if overrides:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}."
+            )
+        raw = apply_overrides(raw, overrides)
+        source += " with --set " + " ".join(overrides)
+    cfg = parse_config(raw, source)
     cfg.storage.apply()
     return cfg

@@ -54,3 +54,50 @@ def test_cli_reports_a_bad_config_without_a_traceback(tmp_path):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_set_overrides_are_typed_by_the_schema(tmp_path):
+    cfg_file = tmp_path / "nexus.yaml"
+    cfg_file.write_text("train:\n  max_steps: 400\n  lora: {r: 8}\n  init_from: m\n")
+    cfg = load_config(cfg_file, ["train.max_steps=7", "data.inputs=[docs/, more.jsonl]", "train.lora.r=4",
+                                 "eval.limit=null", "name=other"])  # fmt: skip
+    assert cfg.train.max_steps == 7 and isinstance(cfg.train.max_steps, int)
+    assert cfg.data.inputs == ["docs/", "more.jsonl"] and cfg.train.lora.r == 4
+    assert cfg.eval.limit is None and cfg.name == "other"
+    assert load_config(None, ["train.seq_len=64"]).train.seq_len == 64  # no file: the defaults, overridden
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trian.max_steps=3", "Did you mean 'train'"),
+        ("train.max_stepz=3", "Did you mean 'max_steps'"),
+        ("train.max_steps=many", "train.max_steps.*'many'"),
+        ("train.max_steps", "write key.path=value"),
+        ("name.first=x", "name: Input should be a valid string"),
+        ("train.max_steps=[1", "not valid YAML"),
+    ],
+)
+def test_bad_set_overrides_say_what_is_wrong(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_set_through_a_value_of_the_file_is_refused(tmp_path):
+    cfg_file = tmp_path / "nexus.yaml"
+    cfg_file.write_text("name: demo\n")
+    with pytest.raises(ConfigError, match="name is a value"):
+        load_config(cfg_file, ["name.first=x"])
+
+
+def test_run_and_train_accept_set_on_the_command_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "nexus_llm.cli", "train", "--set", "train.max_stepz=3"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Did you mean 'max_steps'" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "nexus_llm.cli", "run", "-c", "examples/nexus.yaml", "--set", "seed=oops"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "seed" in proc.stderr and "Traceback" not in proc.stderr

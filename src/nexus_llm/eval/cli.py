@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from nexus_llm.cliopts import set_option
 from nexus_llm.configbase import ConfigError
 from nexus_llm.console import console
 
@@ -67,19 +68,13 @@ def _user_errors() -> Iterator[None]:
         raise _fail(mapped) from None
 
 
-def _effective_config(config: Path | None, overrides: dict):
-    """The ``eval:`` section of ``config`` (or the defaults) with command-line values on top."""
-    from pydantic import ValidationError
+def _effective_config(config: Path | None, overrides: dict, sets: list[str] | None = None):
+    """The ``eval:`` section of ``config`` (or the defaults) with ``--set`` and command-line values on top."""
+    from nexus_llm.config import load_config
+    from nexus_llm.configbase import with_overrides
 
-    from nexus_llm.config import format_validation_error, load_config
-    from nexus_llm.eval.config import EvalConfig
-
-    base = load_config(config).eval.model_dump()
-    given = {k: v for k, v in overrides.items() if v is not None and v != [] and v != {}}
-    try:
-        return EvalConfig.model_validate({**base, **given})
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, "eval options", EvalConfig)) from None
+    given = {k: v for k, v in overrides.items() if v != [] and v != {}}
+    return with_overrides(load_config(config, sets).eval, "eval options", **given)
 
 
 def _task_data(pairs: list[str]) -> dict[str, str]:
@@ -132,6 +127,7 @@ def evaluate(
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps"),
     dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16, float16"),
     seed: int | None = typer.Option(None, "--seed"),
+    sets: list[str] | None = set_option(),
 ) -> None:
     """Evaluate MODEL into EVALDIR: results.json, report.html, manifest.json."""
     from nexus_llm.eval.run import run_eval
@@ -145,7 +141,7 @@ def evaluate(
     }  # fmt: skip
     with _user_errors():
         overrides["task_data"] = _task_data(task_data)
-        cfg = _effective_config(config, overrides)
+        cfg = _effective_config(config, overrides, sets)
         manifest = run_eval(cfg, model, output)
     _summary(manifest, output)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from nexus_llm.cliopts import set_option
 from nexus_llm.console import console, table
 
 STAGE_HELP = "one of: data, tokenizer, tokenize, train, eval"
@@ -24,6 +25,7 @@ def run(
     no_registry: bool = typer.Option(
         False, "--no-registry", help="Do not record the run in the model registry."
     ),
+    overrides: list[str] | None = set_option(),
 ) -> None:
     """Run the whole flow: data prepare → tokenizer → tokenize → train → eval, into one workspace.
 
@@ -35,7 +37,7 @@ def run(
     from nexus_llm.pipeline.runner import print_next_steps, print_summary, run_pipeline
     from nexus_llm.pipeline.stages import STAGES, Layout
 
-    cfg = load_config(config)
+    cfg = load_config(config, overrides)
     for name, value in (("--force", force), ("--until", until)):
         if value is not None and value not in STAGES:
             raise typer.BadParameter(f"{value!r}: {STAGE_HELP}", param_hint=name)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from nexus_llm.cliopts import set_option
 from nexus_llm.configbase import with_overrides
 from nexus_llm.console import console, progress, table
 
@@ -25,12 +26,13 @@ def train_tokenizer(
     output: str = typer.Option(..., "-o", "--output", help="Tokenizer directory to write (local or s3://)."),
     config: Path | None = CONFIG_OPT,
     vocab_size: int | None = typer.Option(None, help="Vocabulary size (overrides tokenizer.vocab_size)."),
+    overrides: list[str] | None = set_option(),
 ) -> None:
     """Train a byte-level BPE tokenizer on curated data (loads with AutoTokenizer.from_pretrained)."""
     from nexus_llm.config import load_config
     from nexus_llm.tokenizer.bpe import run_tokenizer_train
 
-    cfg = load_config(config).tokenizer
+    cfg = load_config(config, overrides).tokenizer
     cfg = with_overrides(cfg, "tokenizer", vocab_size=vocab_size)
     with console.status("training BPE tokenizer"):
         try:
@@ -65,13 +67,14 @@ def tokenize(
     val_fraction: float | None = typer.Option(
         None, help="Validation fraction (overrides tokenize.val_fraction)."
     ),
+    overrides: list[str] | None = set_option(),
 ) -> None:
     """Encode curated documents into packed token shards (EOS after each document) with meta.json."""
     from nexus_llm.config import load_config
     from nexus_llm.tokenizer.curated import count_rows, open_curated
     from nexus_llm.tokenizer.encode import run_tokenize
 
-    cfg = load_config(config).tokenize
+    cfg = load_config(config, overrides).tokenize
     cfg = with_overrides(cfg, "tokenize", val_fraction=val_fraction)
     total = count_rows(open_curated(data))
     with progress() as bar:

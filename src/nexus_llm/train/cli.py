@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from nexus_llm.cliopts import set_option
 from nexus_llm.console import console, table
 
 
@@ -25,13 +26,14 @@ def train(
     ),
     max_steps: int | None = typer.Option(None, help="Optimizer steps (overrides train.max_steps)."),
     preset: str | None = typer.Option(None, help="Model size preset (overrides train.preset)."),
+    overrides: list[str] | None = set_option(),
 ) -> None:
     """Train or fine-tune a model on token shards; resumes from the latest complete checkpoint."""
     from nexus_llm.config import load_config
     from nexus_llm.configbase import with_overrides
     from nexus_llm.train.loop import INTERRUPTED_EXIT_CODE, run_train
 
-    full = load_config(config)
+    full = load_config(config, overrides)
     cfg = with_overrides(
         full.train, "train", tokens=tokens, output_dir=output_dir, checkpoint_dir=checkpoint_dir,
         run_dir=run_dir, max_steps=max_steps, preset=preset,
