@@ -32,13 +32,16 @@ def test_windows_cover_the_stream_across_shard_boundaries(tmp_path):
     tokens = _write_tokens(tmp_path, [stream[:37], stream[37:41], stream[41:]])
     data = PackedTokens(tokens, "train", seq_len=8)
     assert len(data) == (100 - 1) // 8
-    batch = data.batch(np.arange(len(data))).numpy()
-    assert batch.shape == (len(data), 9)
-    for i, row in enumerate(batch):
-        assert row.tolist() == stream[i * 8 : i * 8 + 9].tolist()
-    # every token after the first is a target exactly once (targets = row[1:])
-    targets = np.concatenate([row[1:] for row in batch])
+    batch = data.batch(np.arange(len(data)))
+    assert batch.inputs.shape == batch.targets.shape == (len(data), 8)
+    assert batch.weights is None and batch.positions is None  # text: every target counts, plain positions
+    for i in range(len(data)):
+        assert batch.inputs[i].tolist() == stream[i * 8 : i * 8 + 8].tolist()
+        assert batch.targets[i].tolist() == stream[i * 8 + 1 : i * 8 + 9].tolist()
+    # every token after the first is a target exactly once
+    targets = np.concatenate(list(batch.targets))
     assert targets.tolist() == stream[1 : 1 + len(targets)].tolist()
+    assert data.target_count(np.arange(3)) == 24
 
 
 def test_epoch_order_sees_every_sequence_once_per_epoch_with_a_short_last_step():

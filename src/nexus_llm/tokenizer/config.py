@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from nexus_llm.configbase import StrictModel
@@ -54,6 +56,17 @@ class TokenizeConfig(StrictModel):
         1 << 26, ge=1024, description="tokens per shard file (64 Mi tokens = 128 MiB as uint16)"
     )
     batch_rows: int = Field(1024, ge=1, description="documents encoded per batch (bounds memory)")
+    dtype: Literal["auto", "uint16", "uint32"] = Field(
+        "auto", description="token id type: auto = uint16 when the vocabulary fits, else uint32"
+    )
+    chat_inputs: list[str] = Field(
+        default_factory=list,
+        description="chat data for supervised fine-tuning: JSON lines of OpenAI-shaped "
+        '{"messages": [...]}, rendered with the model\'s chat template, loss on assistant tokens only',
+    )
+    chat_val_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="fraction of chat records (by id) held out for validation"
+    )
     threads: int = Field(
         0,
         ge=0,

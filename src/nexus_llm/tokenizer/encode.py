@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from nexus_llm import storage
 from nexus_llm.tokenizer import shards
 from nexus_llm.tokenizer.bpe import TOKENIZER_FILE, load_encoder
+from nexus_llm.tokenizer.chat import CHAT_DIR, encode_chat, expand_chat_inputs
 from nexus_llm.tokenizer.config import TokenizeConfig
 from nexus_llm.tokenizer.curated import count_rows, iter_batches, open_curated
 
@@ -129,7 +130,7 @@ def _flatten(encodings: list, eos_id: int, dtype: np.dtype) -> np.ndarray:
     return np.fromiter(chained, dtype=dtype, count=total)
 
 
-OUTPUTS = (shards.META, *shards.SPLITS, TOKENIZER_SUBDIR)
+OUTPUTS = (shards.META, *shards.SPLITS, CHAT_DIR, TOKENIZER_SUBDIR)
 """What a run writes besides its manifest (shards and their ``.partial`` files live under the splits)."""
 
 
@@ -163,7 +164,8 @@ def run_tokenize(
     tok = load_encoder(tokenizer_uri)
     eos_id = tok.token_to_id(tokenizer_special(tokenizer_uri, "eos_token"))
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
-    dtype = shards.dtype_for_vocab(vocab_size)
+    dtype = shards.dtype_for_vocab(vocab_size, cfg.dtype)
+    chat_files = expand_chat_inputs(cfg.chat_inputs) if cfg.chat_inputs else []  # before any work
     _prepare_output(out_uri, tokenizer_uri)
     started = time.perf_counter()
     docs = {s: 0 for s in shards.SPLITS}
@@ -192,6 +194,10 @@ def run_tokenize(
                 on_progress(len(ids))
         files = {s: w.close() for s, w in writers.items()}
         tokens = {s: w.tokens for s, w in writers.items()}
+    chat = None
+    if chat_files:
+        chat = encode_chat(chat_files, load_chat_tokenizer(tokenizer_uri), out_uri, dtype,
+                           cfg.chat_val_fraction, cfg.split_seed)  # fmt: skip
     seconds = time.perf_counter() - started
     if not _same_location(tokenizer_uri, storage.join(out_uri, TOKENIZER_SUBDIR)):
         # tokenizer files only: --tokenizer may be a whole model directory (weights and all)
@@ -210,6 +216,7 @@ def run_tokenize(
             for s in shards.SPLITS
         },
         "skipped_empty_documents": empty,
+        "chat": chat,
         "tokenizer": {
             "uri": tokenizer_uri,
             "sha256": storage.file_sha256(storage.join(tokenizer_uri, TOKENIZER_FILE)),
@@ -224,6 +231,17 @@ def run_tokenize(
     storage.write_json_atomic(storage.join(out_uri, shards.META), meta)  # the format description
     storage.write_manifest(out_uri, {"stage": "tokenize", **meta})  # last: the completion marker
     return meta
+
+
+def load_chat_tokenizer(tokenizer_uri: str) -> Any:
+    """The transformers tokenizer (it renders chat templates), from a local or ``s3://`` directory."""
+    from transformers import AutoTokenizer
+
+    local = tokenizer_uri
+    if storage.is_remote(tokenizer_uri):
+        local = tempfile.mkdtemp(prefix="nexus-chat-tokenizer-")
+        storage.copy_flat_dir(tokenizer_uri, local, only=TOKENIZER_FILES)
+    return AutoTokenizer.from_pretrained(local)
 
 
 def tokenizer_special(tokenizer_uri: str, key: str) -> str:

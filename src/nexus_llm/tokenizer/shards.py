@@ -43,8 +43,20 @@ META = "meta.json"
 SPLITS = ("train", "val")
 
 
-def dtype_for_vocab(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits (vocab_size <= 65536), else uint32."""
+def dtype_for_vocab(vocab_size: int, requested: str = "auto") -> np.dtype:
+    """uint16 when every id fits (vocab_size <= 65536), else uint32; a requested type that is too narrow
+    (or a vocabulary beyond uint32) is an error before any work."""
+    from nexus_llm.configbase import ConfigError
+
+    if vocab_size > 1 << 32:
+        raise ConfigError(f"a {vocab_size:,}-token vocabulary does not fit the token shards (uint32 at most)")
+    if requested == "uint16" and vocab_size > 1 << 16:
+        raise ConfigError(
+            f"tokenize.dtype uint16 holds ids below 65,536 but the tokenizer has {vocab_size:,} tokens: "
+            "use dtype auto or uint32"
+        )
+    if requested in ("uint16", "uint32"):
+        return np.dtype(requested)
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
@@ -108,6 +120,14 @@ def content_digest(meta: dict[str, Any]) -> str:
         "tokenizer_sha256": (meta.get("tokenizer") or {}).get("sha256"),
         "settings": {k: settings.get(k, meta.get(k)) for k in CONTENT_SETTINGS},
     }
+    chat = meta.get("chat")
+    if chat:  # only when present: token directories without chat data keep their earlier digest
+        content["chat"] = {
+            "splits": {s: {k: v.get(k) for k in ("examples", "tokens", "target_tokens")}
+                       for s, v in sorted(chat["splits"].items())},
+            "template_sha256": chat.get("template_sha256"),
+            "val_fraction": chat.get("val_fraction"),
+        }  # fmt: skip
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 

@@ -87,14 +87,29 @@ class TrainConfig(StrictModel):
     seq_len: int = Field(256, ge=8, description="tokens per training sequence (packed, no padding)")
     micro_batch_size: int = Field(8, ge=1, description="sequences per process per forward pass")
     grad_accum_steps: int = Field(1, ge=1)
+    chat_repeat: int = Field(
+        1,
+        ge=1,
+        description="passes over the chat (SFT) rows per epoch of the text: small instruction "
+        "sets need several",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less memory, ~30% more compute"
+    )
     max_steps: int | None = Field(
         None, ge=1, description="optimizer steps; None = `epochs` passes over the data"
     )
     epochs: float = Field(1.0, gt=0)
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="peak AdamW rate; null = 1e-3 from scratch, 2e-4 for LoRA, 2e-5 for full fine-tuning",
+    )
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decay ends at learning_rate × this")
     warmup_steps: int = Field(20, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
+    weight_decay: float | None = Field(
+        None, ge=0, description="on matrices only; null = 0.1 from scratch, 0 when fine-tuning"
+    )
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
@@ -129,6 +144,24 @@ class TrainConfig(StrictModel):
 
         check_distributed(self)
         return self
+
+    @property
+    def finetuning(self) -> bool:
+        return self.init_from is not None
+
+    def effective_learning_rate(self) -> float:
+        """The peak rate: the configured one, else one that suits the run (fine-tuning needs far lower
+        rates than pretraining from scratch; LoRA's few new weights take about 10× a full fine-tune's)."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        if not self.finetuning:
+            return 1e-3
+        return 2e-4 if self.lora is not None else 2e-5
+
+    def effective_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 0.0 if self.finetuning else 0.1
 
     def paths(self, workspace: str) -> TrainPaths:
         """Concrete locations, filling unset ones from the workspace layout."""

@@ -2,7 +2,10 @@
 
 Nothing of ours is needed to load it: ``AutoModelForCausalLM.from_pretrained`` and
 ``AutoTokenizer.from_pretrained``. LoRA adapters are merged into the weights first, so the directory is
-a complete model, not an adapter that needs its base.
+a complete model, not an adapter that needs its base; the adapter itself is kept beside the weights in
+``adapter/`` (peft's format, loadable with ``PeftModel.from_pretrained(base, "model/adapter")``), for
+servers that apply adapters to a shared base. A fine-tuned model keeps its base model's generation
+config (its EOS ids and sampling defaults); a model trained from scratch gets ours.
 """
 
 from __future__ import annotations
@@ -45,8 +48,32 @@ def _clear_previous(output_dir: str, old: dict[str, Any]) -> None:
             fs.rm(path)
 
 
+ADAPTER_DIR = "adapter"
+
+
+def _generation_config(cfg, base_dir: str | None):
+    from transformers import GenerationConfig
+
+    if base_dir is not None:
+        try:
+            return GenerationConfig.from_pretrained(base_dir)
+        except OSError:
+            pass  # the base had none: ours below
+    return GenerationConfig(
+        bos_token_id=cfg.bos_token_id,
+        eos_token_id=cfg.eos_token_id,
+        pad_token_id=cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id,
+        **GENERATION_DEFAULTS,
+    )
+
+
 def export_model(
-    accelerator, model, tokenizer_uri: str, output_dir: str, manifest: dict[str, Any]
+    accelerator,
+    model,
+    tokenizer_uri: str,
+    output_dir: str,
+    manifest: dict[str, Any],
+    base_dir: str | None = None,
 ) -> dict[str, Any]:
     """Write the model directory, replacing an older export, and last its ``manifest.json``.
 
@@ -56,14 +83,15 @@ def export_model(
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
         return manifest
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer
 
     old = check_output_dir(output_dir)
     storage.remove(storage.join(output_dir, storage.MANIFEST))  # first: never complete while replaced
     unwrapped = accelerator.unwrap_model(model)
-    if hasattr(unwrapped, "merge_and_unload"):
-        unwrapped, state_dict = unwrapped.merge_and_unload(), None
     with tempfile.TemporaryDirectory(prefix="nexus-model-") as tmp:
+        if hasattr(unwrapped, "merge_and_unload"):
+            unwrapped.save_pretrained(f"{tmp}/{ADAPTER_DIR}")  # the adapter alone, before merging
+            unwrapped, state_dict = unwrapped.merge_and_unload(), None
         unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         with tempfile.TemporaryDirectory(prefix="nexus-tok-") as tok_tmp:
             tokenizer = AutoTokenizer.from_pretrained(storage.download_dir(tokenizer_uri, tok_tmp))
@@ -72,12 +100,7 @@ def export_model(
         if context:  # the tokenizer's own default (2048, or "unlimited") does not know the model
             tokenizer.model_max_length = context
         tokenizer.save_pretrained(tmp)
-        GenerationConfig(
-            bos_token_id=cfg.bos_token_id,
-            eos_token_id=cfg.eos_token_id,
-            pad_token_id=cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id,
-            **GENERATION_DEFAULTS,
-        ).save_pretrained(tmp)
+        _generation_config(cfg, base_dir).save_pretrained(tmp)
         _clear_previous(output_dir, old)
         files = storage.upload_dir(tmp, output_dir)
     manifest = {**manifest, "files": files}

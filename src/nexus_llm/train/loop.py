@@ -21,10 +21,11 @@ from typing import Any
 from nexus_llm import storage
 from nexus_llm.configbase import ConfigError
 from nexus_llm.console import console
+from nexus_llm.models.loading import resolve_model
 from nexus_llm.tokenizer import shards
 from nexus_llm.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from nexus_llm.train.config import TrainConfig, TrainPaths
-from nexus_llm.train.data import DataPosition, EpochOrder, PackedTokens, slots
+from nexus_llm.train.data import ChatRows, DataPosition, EpochOrder, PackedTokens, TrainingData, slots
 from nexus_llm.train.distributed import build_accelerator, check_runtime, reset_accelerator_state
 from nexus_llm.train.export import check_output_dir, export_model
 from nexus_llm.train.hardware import resolve_precision
@@ -86,7 +87,8 @@ class Window:
 
     start: float = field(default_factory=time.perf_counter)
     loss_sum: float = 0.0
-    tokens: int = 0
+    tokens: int = 0  # real (non-padding) tokens processed, for throughput
+    targets: int = 0  # tokens that carried loss (every token of text; assistant tokens of chat)
 
     def record(
         self,
@@ -108,12 +110,30 @@ class Window:
         return {
             "step": state.step,
             "epoch": round(state.position.epoch + state.position.consumed / num_sequences, 4),
-            "loss": float(loss_sum.item()) / max(self.tokens, 1),
+            "loss": float(loss_sum.item()) / max(self.targets, 1),
             "lr": lr,
             "tokens_per_second": round(tps, 1),
             "mfu": round(mfu, 5) if mfu is not None else None,
             "tokens_seen": state.tokens_seen,
         }
+
+
+def _dataset(
+    tokens_dir: str, split: str, cfg: TrainConfig, meta: dict[str, Any], chat_repeat: int | None = None
+):
+    """The split's text windows and, when the tokens hold chat data, its packed chat rows."""
+    text = PackedTokens(tokens_dir, split, cfg.seq_len, meta)
+    chat = ChatRows(tokens_dir, split, cfg.seq_len, meta) if meta.get("chat") else None
+    return TrainingData(text, chat, cfg.chat_repeat if chat_repeat is None else chat_repeat)
+
+
+def _describe(data: TrainingData) -> str:
+    parts = [f"{data.n_text:,} text sequences"] if data.n_text else []
+    if data.n_chat:
+        truncated = data.chat.truncated if data.chat else 0
+        parts.append(f"{data.n_chat:,} chat rows × {data.chat_repeat}"
+                     + (f" ({truncated} conversations cut to fit)" if truncated else ""))  # fmt: skip
+    return " + ".join(parts)
 
 
 def _staging_root(paths: TrainPaths) -> str:
@@ -188,8 +208,8 @@ class Session:
     model: Any
     optimizer: Any
     scheduler: Any
-    train: PackedTokens
-    val: PackedTokens
+    train: TrainingData
+    val: TrainingData
     order: EpochOrder
     total_steps: int
     global_batch: int
@@ -213,11 +233,11 @@ def _setup(cfg: TrainConfig, paths: TrainPaths, seed: int) -> Session:
     staging = _staging_root(paths)
     tokens_dir = _local_copy(accelerator, paths.tokens, os.path.join(staging, "tokens"))
     meta = shards.read_meta(tokens_dir)
-    train = PackedTokens(tokens_dir, "train", cfg.seq_len, meta)
+    train = _dataset(tokens_dir, "train", cfg, meta)
     if len(train) == 0:
         raise ConfigError(
-            f"{paths.tokens} has {train.total_tokens} training tokens, too few for one sequence of "
-            f"train.seq_len={cfg.seq_len}; lower seq_len or add data"
+            f"{paths.tokens} has {train.text.total_tokens if train.text else 0} training tokens and no chat "
+            f"data, too few for one sequence of train.seq_len={cfg.seq_len}; lower seq_len or add data"
         )
     model = build_model(cfg, meta, seed)
     optimizer = make_optimizer(model, cfg)
@@ -238,7 +258,7 @@ def _setup(cfg: TrainConfig, paths: TrainPaths, seed: int) -> Session:
     if cfg.compile:
         model = torch.compile(model)
     run_local = _local_copy(accelerator, paths.run_dir, os.path.join(staging, "runs"))
-    val = PackedTokens(tokens_dir, "val", cfg.seq_len, meta)
+    val = _dataset(tokens_dir, "val", cfg, meta, chat_repeat=1)
     return Session(
         cfg,
         paths,
@@ -281,9 +301,11 @@ def _advance(s: Session, state: TrainState, window: Window, log: RunLog) -> floa
     loss_sum, grad_norm = train_step(acc, s.model, s.optimizer, s.scheduler, s.train, chosen,
                                      cfg.grad_accum_steps, cfg.grad_clip, gas_scaled=deepspeed)  # fmt: skip
     state.step, state.position = state.step + 1, position
-    state.tokens_seen += len(chosen) * cfg.seq_len
+    real = s.train.real_tokens(chosen)
+    state.tokens_seen += real
     window.loss_sum += loss_sum
-    window.tokens += len(chosen) * cfg.seq_len
+    window.tokens += real
+    window.targets += s.train.target_count(chosen)
     mine = slots(chosen, cfg.grad_accum_steps, acc.num_processes, acc.process_index)
     log.samples(state.step, position.epoch, [int(i) for part in mine for i in part])
     return grad_norm
@@ -321,7 +343,7 @@ def _run(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str) -> dict[str,
     _say(
         acc,
         f"training {parameter_count(unwrapped):,} parameters on {acc.num_processes} "
-        f"× {acc.device} ({s.precision}); {len(s.train):,} sequences of {cfg.seq_len} tokens; "
+        f"× {acc.device} ({s.precision}); {_describe(s.train)} of {cfg.seq_len} tokens; "
         f"{s.total_steps} steps of {s.global_batch} sequences"
         + (f"; resumed from {resumed_from}" if resumed_from else ""),
     )
@@ -390,7 +412,10 @@ def _finish(s: Session, summary: dict[str, Any]) -> dict[str, Any]:
         "settings": s.cfg.model_dump(),
         "run_dir": s.paths.run_dir,
     }
-    manifest = export_model(s.accelerator, s.model, s.paths.tokenizer, s.paths.output_dir, manifest)
+    manifest = export_model(
+        s.accelerator, s.model, s.paths.tokenizer, s.paths.output_dir, manifest,
+        base_dir=resolve_model(s.cfg.init_from) if s.cfg.init_from else None,
+    )  # fmt: skip
     if s.accelerator.is_main_process and s.run_local != s.paths.run_dir:
         storage.upload_dir(s.run_local, s.paths.run_dir)
     return manifest

@@ -21,9 +21,13 @@ def build_model(cfg: TrainConfig, meta: dict[str, Any], seed: int):
 
     if cfg.init_from is not None:
         model = load_pretrained(cfg.init_from, meta)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if cfg.lora is None:
             return model
         torch.manual_seed(seed)  # LoRA's A matrices are random: the same on every rank and every run
+        if cfg.gradient_checkpointing:
+            model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need grads
         return apply_lora(model, cfg)
     from transformers import LlamaForCausalLM
 
@@ -31,7 +35,10 @@ def build_model(cfg: TrainConfig, meta: dict[str, Any], seed: int):
         cfg.preset, meta["vocab_size"], cfg.seq_len, _special_ids(meta), **cfg.model_overrides
     )
     torch.manual_seed(seed)  # the same initial weights on every rank and every fresh run
-    return LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
 
 
 def load_pretrained(name_or_path: str, meta: dict[str, Any]):
@@ -43,6 +50,9 @@ def load_pretrained(name_or_path: str, meta: dict[str, Any]):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from nexus_llm.models.loading import resolve_model
+
+    name_or_path = resolve_model(name_or_path)  # s3:// and model.tar.gz: the shared local cache
     check_same_tokenizer(name_or_path, meta)
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
@@ -107,13 +117,13 @@ def make_optimizer(model, cfg: TrainConfig):
 
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.effective_weight_decay()},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
     # No empty group (LoRA trains matrices only) and no split that changes nothing (weight_decay 0):
     # DeepSpeed drops or merges such groups, and the LR scheduler, built on the groups given here, then
     # fails at its first step ("zip() argument 2 is longer than argument 1"; seen on a GPU with ZeRO-2/3).
     groups = [g for g in groups if g["params"]]
-    if len(groups) > 1 and cfg.weight_decay == 0.0:
+    if len(groups) > 1 and cfg.effective_weight_decay() == 0.0:
         groups = [{"params": params, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.betas)
+    return torch.optim.AdamW(groups, lr=cfg.effective_learning_rate(), betas=cfg.betas)

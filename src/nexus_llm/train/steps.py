@@ -2,8 +2,9 @@
 
 The loss of a step is the mean cross-entropy over every target token of the step, whatever the
 micro-batching, gradient accumulation or number of processes: each micro-batch backpropagates its
-*summed* token loss divided by the step's total target count (known in advance: every sequence has
-exactly ``seq_len`` targets), times the factor that undoes DDP's (and DeepSpeed's) gradient averaging.
+*summed* token loss divided by the step's total target count (known in advance from the data: a text
+window has ``seq_len`` targets, a chat row the assistant tokens its loss mask marks), times the factor
+that undoes DDP's (and DeepSpeed's) gradient averaging.
 Averaging per-micro-batch means instead weights short batches wrongly (the gradient accumulation bug
 that transformers fixed in 4.46).
 """
@@ -16,18 +17,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nexus_llm.train.data import PackedTokens, slots, validation_indices
+from nexus_llm.train.data import Batch, TrainingData, slots, validation_indices
 
 
-def _token_loss_sum(model, batch: torch.Tensor | None, seq_len: int, device) -> torch.Tensor:
-    """Summed next-token loss of a batch; for an empty slot, a zero that still touches every weight
-    (so DDP's gradient all-reduce happens on every rank)."""
+def _token_loss_sum(model, batch: Batch | None, seq_len: int, device) -> torch.Tensor:
+    """Summed next-token loss of a batch (weighted by its loss mask, when it has one); for an empty slot,
+    a zero that still touches every weight (so DDP's gradient all-reduce happens on every rank).
+
+    ``use_cache=False``: training needs no KV cache, and transformers detects packed conversations from
+    restarting position ids only without one (see :mod:`.data`)."""
     if batch is None:
         dummy = torch.zeros(1, seq_len, dtype=torch.long, device=device)
-        return model(input_ids=dummy).logits.sum() * 0.0
-    batch = batch.to(device, non_blocking=True)
-    logits = model(input_ids=batch[:, :-1]).logits
-    return F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum")
+        return model(input_ids=dummy, use_cache=False).logits.sum() * 0.0
+    t = batch.tensors(device)
+    logits = model(input_ids=t["input_ids"], position_ids=t["position_ids"], use_cache=False).logits
+    flat_logits, flat_targets = logits.float().flatten(0, 1), t["targets"].flatten()
+    if t["weights"] is None:
+        return F.cross_entropy(flat_logits, flat_targets, reduction="sum")
+    losses = F.cross_entropy(flat_logits, flat_targets, reduction="none")
+    return (losses * t["weights"].flatten()).sum()
 
 
 def train_step(
@@ -35,7 +43,7 @@ def train_step(
     model,
     optimizer,
     scheduler,
-    data: PackedTokens,
+    data: TrainingData,
     chosen: np.ndarray,
     accum: int,
     grad_clip: float,
@@ -46,7 +54,7 @@ def train_step(
     Returns (this rank's summed token loss, gradient norm before clipping).
     """
     world, rank = accelerator.num_processes, accelerator.process_index
-    scale = world * (accum if gas_scaled else 1) / (len(chosen) * data.seq_len)
+    scale = world * (accum if gas_scaled else 1) / max(data.target_count(chosen), 1)
     local_sum = 0.0
     for m, idx in enumerate(slots(chosen, accum, world, rank)):
         sync = m == accum - 1
@@ -66,7 +74,7 @@ def train_step(
 
 
 @torch.no_grad()
-def evaluate(accelerator, model, data: PackedTokens, micro_batch: int, batches: int) -> float | None:
+def evaluate(accelerator, model, data: TrainingData, micro_batch: int, batches: int) -> float | None:
     """Mean validation loss per token over a fixed sample of the validation split (None when empty).
 
     The sample is ``batches × micro_batch`` sequences spread over the split, divided among the ranks;
@@ -84,7 +92,7 @@ def evaluate(accelerator, model, data: PackedTokens, micro_batch: int, batches: 
         idx = mine[r * micro_batch : (r + 1) * micro_batch]
         loss = _token_loss_sum(model, data.batch(idx) if len(idx) else None, data.seq_len, accelerator.device)
         sums += torch.tensor(
-            [float(loss), len(idx) * data.seq_len], dtype=torch.float64, device=accelerator.device
+            [float(loss), data.target_count(idx)], dtype=torch.float64, device=accelerator.device
         )
     model.train()
     sums = accelerator.reduce(sums, "sum") if world > 1 else sums
