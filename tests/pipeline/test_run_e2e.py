@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from nexus_llm import storage
-from nexus_llm.pipeline.stages import STAGES, Layout
+from nexus_llm.pipeline.stages import NAMES
+from nexus_llm.workspace import Layout
+
+STAGES = [n for n in NAMES if n != "base_model"]  # training from scratch: no base model to import
 
 
 def nexus(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

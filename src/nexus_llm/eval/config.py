@@ -80,6 +80,10 @@ class EvalConfig(StrictModel):
     )
     # --- sample generations
     prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    chat_prompts: list[str] = Field(
+        default_factory=list,
+        description="questions asked as user messages through the model's chat template (instruct models)",
+    )
     max_new_tokens: int = Field(48, ge=1)
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy decoding")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -90,7 +94,7 @@ class EvalConfig(StrictModel):
     )
     seed: int = 0
 
-    @field_validator("tasks", "prompts")
+    @field_validator("tasks", "prompts", "chat_prompts")
     @classmethod
     def _no_blank_entries(cls, value: list[str]) -> list[str]:
         if any(not v.strip() for v in value):

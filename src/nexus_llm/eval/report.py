@@ -127,9 +127,34 @@ def render_report(results: dict[str, Any], training_log: dict[str, Any] | None) 
         loss_svg=loss_curve_svg(training_log) if training_log else None,
         task_rows=task_rows(results.get("tasks", {})),
         samples=results.get("samples", []),
+        chat_samples=results.get("chat_samples") or [],
+        **_baseline_context(results),
         settings=json.dumps(results.get("settings", {}), indent=2, sort_keys=True),
         fmt=fmt,
     )
+
+
+def _baseline_context(results: dict[str, Any]) -> dict[str, Any]:
+    """The base model's figures and answers beside the fine-tuned model's (empty when not fine-tuned)."""
+    from nexus_llm.eval.compare import compare, heldout_note
+
+    base = results.get("baseline")
+    if not base:
+        return {"baseline": None, "baseline_rows": [], "baseline_note": None, "chat_pairs": []}
+    as_results = {"perplexity": base.get("perplexity"), "bits_per_byte": base.get("bits_per_byte"),
+                  "tasks": base.get("tasks") or {}, "heldout": {"digest": base.get("heldout_digest")}}  # fmt: skip
+    mine = {**results, "heldout": {"digest": (results.get("heldout") or {}).get("digest")}}
+    before = {s["prompt"]: s["completion"] for s in base.get("chat_samples") or []}
+    pairs = [
+        (s["prompt"], before.get(s["prompt"], "–"), s["completion"])
+        for s in results.get("chat_samples") or []
+    ]
+    return {
+        "baseline": base,
+        "baseline_rows": compare(as_results, mine),
+        "baseline_note": heldout_note(as_results, mine),
+        "chat_pairs": pairs,
+    }
 
 
 def _finite(value: Any) -> bool:

@@ -114,9 +114,47 @@ def create_output_dir(output_uri: str) -> None:
         ) from None
 
 
-def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]:
-    """Evaluate ``model_uri`` into ``output_uri``; returns the manifest (written last)."""
-    from nexus_llm.eval.generate import generate_samples
+def _reusable(output_uri: str, digest: str, cfg: EvalConfig, data_uri: str | None) -> dict[str, Any] | None:
+    """An earlier complete evaluation of the same model, data and settings in ``output_uri``, if any."""
+    old = storage.read_manifest(output_uri)
+    if (
+        old
+        and old.get("model_digest") == digest
+        and old.get("data") == data_uri
+        and old.get("settings") == cfg.model_dump(mode="json")
+    ):
+        return old
+    return None
+
+
+def baseline_summary(baseline_uri: str) -> dict[str, Any]:
+    """What a fine-tuned model's results keep of its base model's evaluation, for the comparison."""
+    base = storage.read_json(storage.join(baseline_uri, RESULTS))
+    return {
+        "uri": baseline_uri,
+        "model": base.get("model"),
+        "perplexity": base.get("perplexity"),
+        "bits_per_byte": base.get("bits_per_byte"),
+        "heldout_digest": (base.get("heldout") or {}).get("digest"),
+        "tasks": base.get("tasks") or {},
+        "samples": base.get("samples") or [],
+        "chat_samples": base.get("chat_samples") or [],
+    }
+
+
+def run_eval(
+    cfg: EvalConfig,
+    model_uri: str,
+    output_uri: str,
+    reuse: bool = False,
+    baseline_uri: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model_uri`` into ``output_uri``; returns the manifest (written last).
+
+    ``reuse``: keep an earlier complete evaluation of the same model (by content), data and settings.
+    ``baseline_uri``: an evaluation of the model this one was fine-tuned from, shown beside it.
+    """
+    from nexus_llm.eval.generate import generate_chat_samples, generate_samples
     from nexus_llm.eval.harness import run_tasks
     from nexus_llm.eval.model import load_model, local_model_dir, model_digest
     from nexus_llm.eval.report import read_training_log, render_report, training_summary
@@ -124,6 +162,13 @@ def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]
     started = time.perf_counter()
     local = local_model_dir(model_uri)  # a wrong model path is reported before anything else
     data_uri = cfg.data or beside_model(model_uri, "tokens", "meta.json")
+    if reuse:
+        old = _reusable(output_uri, model_digest(local), cfg, data_uri)
+        if old is not None:
+            console.print(
+                f"[bold]eval[/] {model_uri}: evaluated before with these settings, kept {output_uri}"
+            )
+            return old
     if cfg.perplexity and data_uri is None:
         raise EvalError(
             "no held-out data: pass --data with a token directory (`nexus data tokenize`) or curated "
@@ -143,6 +188,10 @@ def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]
     results["samples"] = generate_samples(
         model, tokenizer, cfg.prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed
     )
+    results["chat_samples"] = generate_chat_samples(
+        model, tokenizer, cfg.chat_prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed
+    )
+    results["baseline"] = baseline_summary(baseline_uri) if baseline_uri else None
     training_log = read_training_log(runs_uri) if runs_uri else None
     results.update(
         model=str(model_uri),
@@ -165,10 +214,13 @@ def run_eval(cfg: EvalConfig, model_uri: str, output_uri: str) -> dict[str, Any]
         "data": data_uri,
         "data_digest": (results["heldout"] or {}).get("digest"),
         "runs": runs_uri,
-        "settings": cfg.model_dump(),
+        "settings": cfg.model_dump(mode="json"),
         "outputs": [RESULTS, REPORT],
         "perplexity": results["perplexity"],
         "bits_per_byte": results["bits_per_byte"],
+        "baseline": {k: (results["baseline"] or {}).get(k) for k in ("uri", "perplexity", "bits_per_byte")}
+        if baseline_uri
+        else None,
         "tasks": sorted(results["tasks"]),
         "seconds": results["seconds"],
         "created": results["created"],

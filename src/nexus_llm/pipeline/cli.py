@@ -10,7 +10,7 @@ import typer
 from nexus_llm.cliopts import set_option
 from nexus_llm.console import console, table
 
-STAGE_HELP = "one of: data, tokenizer, tokenize, train, eval"
+STAGE_HELP = "one of: data, base_model, tokenizer, tokenize, train, eval"
 
 
 def run(
@@ -27,7 +27,7 @@ def run(
     ),
     overrides: list[str] | None = set_option(),
 ) -> None:
-    """Run the whole flow: data prepare → tokenizer → tokenize → train → eval, into one workspace.
+    """Run the whole flow: data prepare → tokenizer (or base model import) → tokenize → train → eval.
 
     A stage is skipped when its inputs (by content) and settings are unchanged since its last complete
     run; an interrupted run resumes where it stopped. Ends with where the model and report are and the
@@ -35,16 +35,17 @@ def run(
     """
     from nexus_llm.config import load_config
     from nexus_llm.pipeline.runner import print_next_steps, print_summary, run_pipeline
-    from nexus_llm.pipeline.stages import STAGES, Layout
+    from nexus_llm.pipeline.stages import NAMES
+    from nexus_llm.workspace import Layout
 
     cfg = load_config(config, overrides)
     for name, value in (("--force", force), ("--until", until)):
-        if value is not None and value not in STAGES:
+        if value is not None and value not in NAMES:
             raise typer.BadParameter(f"{value!r}: {STAGE_HELP}", param_hint=name)
     results = run_pipeline(cfg, workspace, force, until)
     layout = Layout(workspace or cfg.workspace)
     print_summary(results, layout)
-    if cfg.registry.enabled and not no_registry and all(r.status in ("done", "skipped") for r in results):
+    if cfg.registry.enabled and not no_registry and all(r.status in ("done", "skipped", "not needed") for r in results):
         _register(cfg, layout, results)
     print_next_steps(results, layout)
 

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_llm import storage
 from nexus_llm.config import NexusConfig
 from nexus_llm.console import console, table
-from nexus_llm.pipeline.figures import key_figures
-from nexus_llm.pipeline.stages import STAGES, Layout, inputs_digest, run_stage, stage_keys
+from nexus_llm.pipeline.stages import NAMES, STAGES, stage_keys
+from nexus_llm.workspace import Layout, Stage
 
 
 @dataclass
 class StageResult:
     stage: str
-    status: str  # "skipped" (up to date), "done", "failed", "not run"
+    status: str  # "skipped" (up to date), "done", "failed", "not run", "not needed" (disabled here)
     seconds: float = 0.0
     figures: dict[str, Any] = field(default_factory=dict)
     key: str = ""
@@ -36,11 +37,11 @@ def read_state(layout: Layout, stage: str) -> dict[str, Any] | None:
         return None
 
 
-def is_up_to_date(layout: Layout, stage: str, key: str) -> bool:
-    state = read_state(layout, stage)
+def is_up_to_date(layout: Layout, stage: Stage, key: str) -> bool:
+    state = read_state(layout, stage.name)
     return bool(
         state and state.get("complete") and state.get("key") == key
-        and storage.read_manifest(layout.output_of(stage)) is not None
+        and storage.read_manifest(stage.output(layout)) is not None
     )  # fmt: skip
 
 
@@ -48,60 +49,56 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _before_train(layout: Layout, previous: dict[str, Any] | None, key: str) -> None:
-    """Checkpoints written under another training key are stale: set them aside, never resume them."""
-    if previous is None or previous.get("key") == key:
-        return
-    if storage.listdir(layout.checkpoints):
-        console.print(
-            "[yellow]training settings or data changed: starting from scratch, not from old checkpoints[/]"
-        )
-        storage.remove(layout.checkpoints)
-
-
 def run_pipeline(
     cfg: NexusConfig,
     workspace: str | None = None,
     force: str | None = None,
     until: str | None = None,
+    stages: Sequence[Stage] = STAGES,
 ) -> list[StageResult]:
     """Run the flow; ``force`` redoes a stage and all after it, ``until`` stops after a stage."""
     for name, value in (("--force", force), ("--until", until)):
-        if value is not None and value not in STAGES:
-            raise ValueError(f"{name} {value!r}: choose one of {', '.join(STAGES)}")
+        if value is not None and value not in NAMES:
+            raise ValueError(f"{name} {value!r}: choose one of {', '.join(NAMES)}")
     layout = Layout(workspace or cfg.workspace)
     storage.makedirs(layout.root)
-    keys = stage_keys(cfg, inputs_digest(cfg))
-    last = STAGES.index(until) if until else len(STAGES) - 1
-    forced = STAGES.index(force) if force else len(STAGES)
-    results = [StageResult(s, "not run", key=keys[s]) for s in STAGES]
-    for i, stage in enumerate(STAGES[: last + 1]):
-        result = results[i]
-        header = f"[bold cyan][{i + 1}/{len(STAGES)}] {stage}[/]"
-        if i < forced and is_up_to_date(layout, stage, keys[stage]):
+    keys = stage_keys(cfg, stages)
+    active = [s for s in stages if s.enabled(cfg)]
+    last = NAMES.index(until) if until else len(NAMES) - 1
+    forced = NAMES.index(force) if force else len(NAMES)
+    results = [StageResult(s.name, "not run" if s.enabled(cfg) else "not needed", key=keys.get(s.name, ""))
+               for s in stages]  # fmt: skip
+    for i, (stage, result) in enumerate(zip(stages, results, strict=True)):
+        if i > last:
+            break
+        if not stage.enabled(cfg):
+            continue
+        header = f"[bold cyan][{active.index(stage) + 1}/{len(active)}] {stage.name}[/]"
+        key = keys[stage.name]
+        if i < forced and is_up_to_date(layout, stage, key):
             result.status = "skipped"
-            result.figures = (read_state(layout, stage) or {}).get("figures", {})
+            result.figures = (read_state(layout, stage.name) or {}).get("figures", {})
             console.print(f"{header} up to date, skipped")
             continue
         console.rule(f"{header} running")
-        previous = read_state(layout, stage)
-        if stage == "train":
-            _before_train(layout, previous, keys[stage])
+        previous = read_state(layout, stage.name)
+        if stage.on_new_key and previous is not None and previous.get("key") != key:
+            stage.on_new_key(layout)
         storage.write_json_atomic(
-            layout.state(stage), {"stage": stage, "key": keys[stage], "complete": False, "started": _now()}
+            layout.state(stage.name), {"stage": stage.name, "key": key, "complete": False, "started": _now()}
         )
         started = time.perf_counter()
         try:
-            manifest = run_stage(stage, cfg, layout)
+            manifest = stage.run(cfg, layout)
         except BaseException:
             result.status, result.seconds = "failed", time.perf_counter() - started
             print_summary(results, layout)
             raise
         result.status, result.seconds = "done", time.perf_counter() - started
-        result.figures = key_figures(stage, manifest)
+        result.figures = stage.figures(manifest or {})
         storage.write_json_atomic(
-            layout.state(stage),
-            {"stage": stage, "key": keys[stage], "complete": True, "finished": _now(),
+            layout.state(stage.name),
+            {"stage": stage.name, "key": key, "complete": True, "finished": _now(),
              "seconds": round(result.seconds, 2), "figures": result.figures},
         )  # fmt: skip
     return results
@@ -112,13 +109,14 @@ def print_summary(results: list[StageResult], layout: Layout) -> None:
         (r.stage, r.status, f"{r.seconds:.1f} s" if r.status in ("done", "failed") else "",
          ", ".join(f"{k} {_fmt(v)}" for k, v in r.figures.items()))
         for r in results
+        if r.status != "not needed"
     ]  # fmt: skip
     console.print(table(f"nexus run → {layout.root}", ["stage", "status", "time", "key figures"], rows))
 
 
 def print_next_steps(results: list[StageResult], layout: Layout) -> None:
     done = {r.stage for r in results if r.status in ("done", "skipped")}
-    if all(r.status == "skipped" for r in results):
+    if all(r.status in ("skipped", "not needed") for r in results):
         console.print("[green]Nothing to do: every stage is up to date with its inputs and settings.[/]")
     if "train" in done:
         console.print(f"model:  {layout.model}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from nexus_llm import storage
-from nexus_llm.pipeline.figures import key_figures
-from nexus_llm.pipeline.stages import STAGES, Layout
+from nexus_llm.pipeline.stages import STAGES
+from nexus_llm.workspace import Layout
 
 
 def workspace_status(root: str) -> list[dict[str, Any]]:
@@ -14,12 +14,14 @@ def workspace_status(root: str) -> list[dict[str, Any]]:
     layout = Layout(root)
     rows = []
     for stage in STAGES:
-        output = layout.output_of(stage)
+        output = stage.output(layout)
         manifest = storage.read_manifest(output)
         try:
-            state = storage.read_json(layout.state(stage))
+            state = storage.read_json(layout.state(stage.name))
         except FileNotFoundError:
             state = {}
+        if manifest is None and not state and stage.name in ("base_model", "tokenizer"):
+            continue  # a stage this workspace's flow did not need
         if manifest is not None:
             status = "complete"
         elif state and not state.get("complete"):
@@ -28,11 +30,11 @@ def workspace_status(root: str) -> list[dict[str, Any]]:
             status = "missing"
         rows.append(
             {
-                "stage": stage,
+                "stage": stage.name,
                 "status": status,
                 "output": output,
                 "finished": state.get("finished"),
-                "figures": key_figures(stage, manifest),
+                "figures": stage.figures(manifest) if manifest else {},
             }
         )
     return rows
