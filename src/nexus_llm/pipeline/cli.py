@@ -45,7 +45,11 @@ def run(
     results = run_pipeline(cfg, workspace, force, until)
     layout = Layout(workspace or cfg.workspace)
     print_summary(results, layout)
-    if cfg.registry.enabled and not no_registry and all(r.status in ("done", "skipped", "not needed") for r in results):
+    if (
+        cfg.registry.enabled
+        and not no_registry
+        and all(r.status in ("done", "skipped", "not needed") for r in results)
+    ):
         _register(cfg, layout, results)
     print_next_steps(results, layout)
 
