@@ -8,16 +8,15 @@ key, show the value that was given, and suggest the nearest valid key for a typo
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from nexus_llm.configbase import ConfigError, StrictModel
+from nexus_llm.configbase import ConfigError, StrictModel, format_validation_error
 from nexus_llm.data.config import DataConfig
 from nexus_llm.deploy.config import AwsConfig
 from nexus_llm.eval.config import EvalConfig
@@ -68,39 +67,6 @@ class NexusConfig(StrictModel):
     serve: ServeConfig = ServeConfig()
     aws: AwsConfig = AwsConfig()
     registry: RegistryConfig = RegistryConfig()
-
-
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Valid keys of the (nested) model section at ``loc``, for 'did you mean' hints."""
-    current: Any = model
-    for part in loc:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        current = field.annotation
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
-
-
-def format_validation_error(err: ValidationError, source: str, model: type[BaseModel]) -> str:
-    lines = [f"{source}: {len(err.errors())} problem(s) in the configuration:"]
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            valid = _fields_at(model, loc[:-1])
-            guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f" Did you mean '{guess[0]}'?" if guess else ""
-            lines.append(f"  - {key}: unknown key.{hint} Valid keys here: {', '.join(valid) or '(none)'}.")
-            continue
-        given = e.get("input")
-        shown = "" if isinstance(given, dict) else f" (got {given!r})"
-        lines.append(f"  - {key}: {e['msg']}{shown}.")
-    lines.append("Fix these keys in the file (see examples/nexus.yaml for a complete, valid example).")
-    return "\n".join(lines)
 
 
 def parse_config(raw: dict[str, Any] | None, source: str = "nexus.yaml") -> NexusConfig:

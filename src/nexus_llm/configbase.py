@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class ConfigError(ValueError):
@@ -28,8 +29,6 @@ def with_overrides(section: M, name: str, **values: Any) -> M:
     """
     from pydantic import ValidationError
 
-    from nexus_llm.config import format_validation_error  # config imports this module: import late
-
     given = {k: v for k, v in values.items() if v is not None}
     if not given:
         return section
@@ -39,3 +38,36 @@ def with_overrides(section: M, name: str, **values: Any) -> M:
         raise ConfigError(
             format_validation_error(err, f"command-line options ({name})", type(section))
         ) from None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys of the (nested) model section at ``loc``, for 'did you mean' hints."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel]) -> str:
+    lines = [f"{source}: {len(err.errors())} problem(s) in the configuration:"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(model, loc[:-1])
+            guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f" Did you mean '{guess[0]}'?" if guess else ""
+            lines.append(f"  - {key}: unknown key.{hint} Valid keys here: {', '.join(valid) or '(none)'}.")
+            continue
+        given = e.get("input")
+        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"  - {key}: {e['msg']}{shown}.")
+    lines.append("Fix these keys in the file (see examples/nexus.yaml for a complete, valid example).")
+    return "\n".join(lines)

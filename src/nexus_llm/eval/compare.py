@@ -4,23 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexus_llm import storage
-from nexus_llm.eval.errors import EvalError
-from nexus_llm.eval.run import RESULTS
+from nexus_llm.eval.results import load_results
 
-
-def load_results(uri: str) -> dict[str, Any]:
-    """``results.json`` of an evaluation directory (or the file itself)."""
-    path = uri if uri.endswith(".json") else storage.join(uri, RESULTS)
-    try:
-        results = storage.read_json(path)
-    except FileNotFoundError:
-        raise EvalError(f"{path} not found: pass evaluation directories written by `nexus eval`.") from None
-    except ValueError as err:
-        raise EvalError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(results, dict) or "perplexity" not in results:
-        raise EvalError(f"{path} is not a nexus eval results file (no `perplexity`).")
-    return results
+__all__ = ["compare", "heldout_note", "load_results"]
 
 
 def _row(name: str, a: float | None, b: float | None, higher_is_better: bool | None) -> dict[str, Any]:

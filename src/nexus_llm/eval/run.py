@@ -16,10 +16,7 @@ from nexus_llm import __version__, storage
 from nexus_llm.console import console, progress
 from nexus_llm.eval.config import EvalConfig
 from nexus_llm.eval.errors import EvalError
-
-RESULTS = "results.json"
-"""The evaluation's numbers (the contract in DESIGN.md); ``nexus eval compare`` reads it."""
-REPORT = "report.html"
+from nexus_llm.eval.results import REPORT, RESULTS
 
 
 def beside_model(model_uri: str, name: str, marker: str) -> str | None:

@@ -56,7 +56,7 @@ def run(
 
 def _register(cfg, layout, results) -> None:
     from nexus_llm import storage
-    from nexus_llm.eval.run import RESULTS
+    from nexus_llm.eval.results import RESULTS
     from nexus_llm.pipeline.registry import record_run, tracking_uri
 
     try:

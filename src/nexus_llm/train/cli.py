@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -58,11 +57,3 @@ def train(
     ]
     if "files" in summary:  # the main process exported the model
         console.print(table("training done", ["", "value"], rows))
-
-
-def main() -> None:
-    """``python -m nexus_llm.train [options]``: the same command without the ``nexus`` app around it."""
-    from nexus_llm.cli import main as nexus_main
-
-    sys.argv = [sys.argv[0], "train", *sys.argv[1:]]
-    nexus_main()
