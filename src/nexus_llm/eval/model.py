@@ -16,9 +16,9 @@ tell checkpoints apart together with config.json)."""
 def local_model_dir(uri: str) -> Path:
     """A local directory holding the model: ``uri`` itself, or a cached download of an ``s3://`` prefix.
 
-    The download goes through :func:`nexus_llm.storage.cached_local_copy`, keyed by the remote files'
-    names, sizes and ETags: a model retrained into the same URI is downloaded again (and so evaluated and
-    digested as the new weights), and a partial download is never used.
+    The download goes through the shared model cache (:func:`nexus_llm.models.loading.resolve_model`),
+    keyed by the remote files' names, sizes and ETags: a model retrained into the same URI is downloaded
+    again (and so evaluated and digested as the new weights), and a partial download is never used.
     """
     if not storage.is_remote(uri):
         path = Path(uri)
@@ -28,9 +28,11 @@ def local_model_dir(uri: str) -> Path:
                 "directory (the `model/` output of `nexus train`) or an s3:// URI of one."
             )
         return path
-    if not storage.exists(storage.join(uri, "config.json")):
+    if not uri.endswith((".tar.gz", ".tgz")) and not storage.exists(storage.join(uri, "config.json")):
         raise EvalError(f"{uri} has no config.json: not a Hugging Face model directory.")
-    return Path(storage.cached_local_copy(uri, kind="models"))
+    from nexus_llm.models.loading import resolve_model
+
+    return Path(resolve_model(uri))
 
 
 def resolve_device(device: str) -> str:
