@@ -13,10 +13,17 @@ from nexus_llm.config import ConfigError, load_config, parse_config
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.glob("examples/**/nexus*.yaml")), ids=lambda p: p.name)
+SHIPPED = sorted(ROOT.glob("examples/*.yaml"))  # examples/tasks/ holds lm-eval task files, not configs
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_validates(path):
     cfg = load_config(path)
     assert cfg.name
+
+
+def test_the_shipped_configs_are_the_demo_and_the_fine_tuning_example():
+    assert {p.name for p in SHIPPED} >= {"nexus.yaml", "finetune.yaml"}
 
 
 def test_unknown_key_suggests_the_nearest_valid_one():
