@@ -85,12 +85,28 @@ class C4Filter(StrictModel):
 class JunkFilter(StrictModel):
     """Junk the per-word Gopher statistics miss once they are relaxed for technical text.
 
-    Filler text, pages made of site boilerplate (cookie notices, navigation, share buttons) and
-    documents made of encoded data; each rule is cheap and is the same in every preset.
+    Filler text, word salad and keyword lists (neither prose nor code), pages made of site
+    boilerplate (cookie notices, navigation, share buttons) and documents made of encoded data; each
+    rule is cheap and is the same in every preset.
     """
 
     enabled: bool = True
-    drop_lorem_ipsum: bool = Field(True, description="drop documents containing 'lorem ipsum'")
+    drop_lorem_ipsum: bool = Field(
+        True, description="drop placeholder text (a third of its words lorem ipsum)"
+    )
+    min_function_words_ratio: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="a document with fewer English function words than this share of its words ...",
+    )
+    min_symbols_ratio: float = Field(
+        0.03,
+        ge=0,
+        le=1,
+        description="... and fewer symbols than this share of its characters is neither prose nor code "
+        "(word salad, keyword lists, dumps)",
+    )
     max_boilerplate_lines_ratio: float = Field(
         0.4, ge=0, le=1, description="most lines that may be site boilerplate or navigation"
     )
@@ -116,14 +132,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "max_bullet_lines_ratio": 1.0,
             "max_ellipsis_lines_ratio": 0.5,
             "min_alpha_words_ratio": 0.4,
-            "min_stop_words": 1,
+            "min_stop_words": 0,
         },
         "gopher_repetition": {
             "max_dup_line_frac": 0.45,
             "max_dup_para_frac": 0.45,
             "max_dup_line_char_frac": 0.35,
             "max_dup_para_char_frac": 0.35,
-            "max_top_ngram_char_frac": {2: 0.30, 3: 0.28, 4: 0.26},
+            "max_top_ngram_char_frac": {2: 0.35, 3: 0.33, 4: 0.31},
             "max_dup_ngram_char_frac": {5: 0.45, 6: 0.43, 7: 0.41, 8: 0.39, 9: 0.37, 10: 0.35},
         },
     },
