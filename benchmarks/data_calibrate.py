@@ -73,7 +73,7 @@ def system_docs(limit: int | None = None) -> list[str]:
         ):
             continue
         try:
-            raw = gzip.open(f).read() if name.endswith(".gz") else Path(f).read_bytes()
+            raw = gzip.decompress(Path(f).read_bytes()) if name.endswith(".gz") else Path(f).read_bytes()
             docs += sections(raw.decode("utf-8"))
         except (OSError, UnicodeDecodeError, EOFError):
             continue

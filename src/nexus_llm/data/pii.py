@@ -274,13 +274,14 @@ class Scanner:
         return "".join(parts)
 
 
-_DIGIT, _DOT, _COLON, _AT, _SPACE = 1, 2, 4, 8, 16
+_DIGIT, _DOT, _COLON, _AT, _SPACE, _PLUS = 1, 2, 4, 8, 16, 32
 _FLAGS = bytes(
     (_DIGIT if 48 <= b <= 57 else 0)
     | (_DOT if b == 46 else 0)
     | (_COLON if b == 58 else 0)
     | (_AT if b == 64 else 0)
     | (_SPACE if b in b" \t\n\r\x0b\x0c\x00" else 0)
+    | (_PLUS if b == 43 else 0)
     for b in range(256)
 )
 _BLANKS = bytes(32 if _FLAGS[b] & _SPACE else 120 for b in range(256))
@@ -298,10 +299,11 @@ GROUPS = {
 def _hot_spots(flags: np.ndarray, kinds: frozenset[str]) -> dict[str, np.ndarray]:
     """Positions where a match of each group could be.
 
-    Every pattern needs something rare in ordinary prose: an ``@`` (email); three digits in a row
-    with at least eight digits within 24 characters of them (every phone and card number); three
+    Every pattern needs something rare in ordinary prose: an ``@`` (email); three digits in a row or
+    a ``+`` before a digit, with at least eight digits within 24 characters (every phone and card
+    number); three
     ``digit.digit`` within 12 characters, ``::`` or seven colons within 40 (IP addresses); a
-    whitespace-free run of more than 20 characters (every secret format).
+    whitespace-free run of 20 characters or more (every secret format).
     """
     spots: dict[str, np.ndarray] = {}
     n = len(flags)
@@ -310,7 +312,8 @@ def _hot_spots(flags: np.ndarray, kinds: frozenset[str]) -> dict[str, np.ndarray
     if kinds & {"phone", "credit_card", "ip_address"}:
         digit = (flags & _DIGIT).view(bool)
         if kinds & {"phone", "credit_card"}:
-            runs = np.flatnonzero(digit[:-2] & digit[1:-1] & digit[2:])
+            plus = (flags[:-1] & _PLUS).view(bool) & digit[1:]  # "+33 1 42 19 40 33": no three in a row
+            runs = np.union1d(np.flatnonzero(digit[:-2] & digit[1:-1] & digit[2:]), np.flatnonzero(plus))
             if len(runs):
                 c = np.concatenate(([0], np.cumsum(digit, dtype=np.int32)))
                 dense = c[np.minimum(runs + 24, n)] - c[np.maximum(runs - 21, 0)] >= 8
@@ -328,7 +331,7 @@ def _hot_spots(flags: np.ndarray, kinds: frozenset[str]) -> dict[str, np.ndarray
             )
     if "secret" in kinds and n > _LONG_TOKEN:
         c = np.concatenate(([0], np.cumsum((flags & _SPACE).view(bool), dtype=np.int32)))
-        spots["secret"] = np.flatnonzero(c[_LONG_TOKEN + 1 :] == c[: -_LONG_TOKEN - 1])
+        spots["secret"] = np.flatnonzero(c[_LONG_TOKEN:] == c[:-_LONG_TOKEN])  # no space in [i, i + 20)
     return spots
 
 

@@ -75,7 +75,10 @@ def filter_batch(
             languages[i] = result
             if (reason := language_reason(result, language)) is not None:
                 out[i] = (views[i], reason)
-    out = [_per_document(v, cfg) if reason is None else (v, reason) for v, reason in out]
+    out = [
+        _per_document(v, cfg, english=_english(languages[i])) if reason is None else (v, reason)
+        for i, (v, reason) in enumerate(out)
+    ]
     rows = [i for i, (_, reason) in enumerate(out) if reason is None]
     ngrams = NgramBatch([out[i][0] for i in rows]) if rows else None
     if cfg.gopher_repetition.enabled and ngrams is not None:
@@ -94,6 +97,12 @@ def language_reason(result: Result, cfg: LanguageConfig) -> str | None:
     return f"language.{result.language}"
 
 
+def _english(result: Result | None) -> bool:
+    """Whether the English-only rules (stop words, function words) apply: not to a document that
+    language ID found to be in another language."""
+    return result is None or result.score is None or result.language == "en"
+
+
 def _guide_rules(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | None]:
     if not view.text:
         return view, "clean.empty"
@@ -104,7 +113,7 @@ def _guide_rules(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | None
     return view, None
 
 
-def _per_document(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | None]:
+def _per_document(view: DocView, cfg: FiltersConfig, english: bool = True) -> tuple[DocView, str | None]:
     if cfg.c4.enabled:
         if reason := c4_document_filter(view, cfg.c4):
             return view, reason
@@ -116,8 +125,8 @@ def _per_document(view: DocView, cfg: FiltersConfig) -> tuple[DocView, str | Non
                 return view, "c4.no_lines_left"
         if count_sentences(view.text) < cfg.c4.min_sentences:
             return view, "c4.min_sentences"
-    if cfg.gopher_quality.enabled and (reason := gopher_quality_filter(view, cfg.gopher_quality)):
+    if cfg.gopher_quality.enabled and (reason := gopher_quality_filter(view, cfg.gopher_quality, english)):
         return view, reason
-    if cfg.junk.enabled and (reason := junk_filter(view, cfg.junk)):
+    if cfg.junk.enabled and (reason := junk_filter(view, cfg.junk, english)):
         return view, reason
     return view, None

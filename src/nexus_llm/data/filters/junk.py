@@ -38,18 +38,172 @@ _HINTS = (
 )  # fmt: skip
 # The commonest English function words: prose is 30-60% of them, technical writing rarely under 10%.
 FUNCTION_WORDS = frozenset(
-    "a an the and or but if then else of to in on at by for with from as into onto about over under "
-    "between through during before after above below up down out off than so that this these those is "
-    "are was were be been being am have has had do does did not no nor it its they them their we our "
-    "you your he she his her i me my which who whom whose what when where why how all any each can "
-    "could will would shall should may might must there here".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "else",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "into",
+        "onto",
+        "about",
+        "over",
+        "under",
+        "between",
+        "through",
+        "during",
+        "before",
+        "after",
+        "above",
+        "below",
+        "up",
+        "down",
+        "out",
+        "off",
+        "than",
+        "so",
+        "that",
+        "this",
+        "these",
+        "those",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "have",
+        "has",
+        "had",
+        "do",
+        "does",
+        "did",
+        "not",
+        "no",
+        "nor",
+        "it",
+        "its",
+        "they",
+        "them",
+        "their",
+        "we",
+        "our",
+        "you",
+        "your",
+        "he",
+        "she",
+        "his",
+        "her",
+        "i",
+        "me",
+        "my",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "all",
+        "any",
+        "each",
+        "can",
+        "could",
+        "will",
+        "would",
+        "shall",
+        "should",
+        "may",
+        "might",
+        "must",
+        "there",
+        "here",
+    ]
 )
 _LOREM = frozenset(
-    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
-    "dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris nisi aliquip ex ea "
-    "commodo consequat duis aute irure in reprehenderit voluptate velit esse cillum eu fugiat nulla "
-    "pariatur excepteur sint occaecat cupidatat non proident sunt culpa qui officia deserunt mollit anim "
-    "id est laborum".split()
+    [
+        "lorem",
+        "ipsum",
+        "dolor",
+        "sit",
+        "amet",
+        "consectetur",
+        "adipiscing",
+        "elit",
+        "sed",
+        "do",
+        "eiusmod",
+        "tempor",
+        "incididunt",
+        "ut",
+        "labore",
+        "et",
+        "dolore",
+        "magna",
+        "aliqua",
+        "enim",
+        "ad",
+        "minim",
+        "veniam",
+        "quis",
+        "nostrud",
+        "exercitation",
+        "ullamco",
+        "laboris",
+        "nisi",
+        "aliquip",
+        "ex",
+        "ea",
+        "commodo",
+        "consequat",
+        "duis",
+        "aute",
+        "irure",
+        "in",
+        "reprehenderit",
+        "voluptate",
+        "velit",
+        "esse",
+        "cillum",
+        "eu",
+        "fugiat",
+        "nulla",
+        "pariatur",
+        "excepteur",
+        "sint",
+        "occaecat",
+        "cupidatat",
+        "non",
+        "proident",
+        "sunt",
+        "culpa",
+        "qui",
+        "officia",
+        "deserunt",
+        "mollit",
+        "anim",
+        "id",
+        "est",
+        "laborum",
+    ]
 )
 _SYMBOLS = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum()).encode()
 _ENCODED_TOKEN = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}|[0-9a-fA-F]{40,}")
@@ -103,11 +257,13 @@ def encoded_chars_ratio(view: DocView) -> float:
     return encoded / max(len(view.text), 1)
 
 
-def junk_filter(view: DocView, cfg: JunkFilter) -> str | None:
+def junk_filter(view: DocView, cfg: JunkFilter, english: bool = True) -> str | None:
+    """The junk rules; the function-word rule (English words) only for ``english`` documents."""
     if cfg.drop_lorem_ipsum and lorem_ipsum(view):
         return "junk.drop_lorem_ipsum"
     if (
-        function_words_ratio(view) < cfg.min_function_words_ratio
+        english
+        and function_words_ratio(view) < cfg.min_function_words_ratio
         and symbols_ratio(view) < cfg.min_symbols_ratio
     ):
         return "junk.min_function_words_ratio"
