@@ -149,3 +149,8 @@ def test_unknown_kind_or_both_actions_is_a_config_error():
         parse_config({"data": {"pii": {"reject": ["email"]}}})
     with pytest.raises(ConfigError, match="unknown region"):
         parse_config({"data": {"pii": {"phone_region": "XX"}}})
+
+
+def test_digits_inside_a_hex_digest_are_not_a_card():
+    digest = "724e5bcdf5b1b22c71d34bbdd7655db64dd5b87b" + "4111111111111111" + "a0add678f6008ef06ef8ce14"
+    assert pii.Scanner().find(f"sha1 {digest} ok") == []

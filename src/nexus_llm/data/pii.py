@@ -78,8 +78,9 @@ _SECRET = re.compile(
 _PEM = re.compile(
     r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]{16,8192}?-----END (?:[A-Z]+ )?PRIVATE KEY-----"
 )
-# Card numbers: 13-19 digits, in groups separated by one space or dash (or none).
-_CARD = re.compile(r"(?<![\d.,/-])\d{4}(?:[ -]?\d{2,6}){2,4}(?![\d/]|[.,-]\d)")
+# Card numbers: 13-19 digits, in groups separated by one space or dash (or none), not inside a longer
+# token (a hex digest holds runs of digits that can pass Luhn).
+_CARD = re.compile(r"(?<![\w.,/-])\d{4}(?:[ -]?\d{2,6}){2,4}(?![\w/]|[.,-]\d)")
 _CARD_BRANDS = (
     # (prefix ranges as (low, high) on the first digits, allowed lengths)
     (((4, 4),), (13, 16, 19)),  # Visa
