@@ -345,15 +345,17 @@ class Index:
             )  # fmt: skip
 
 
-_INDEX_CACHE: dict[str, Index] = {}
+_INDEX_CACHE: dict[tuple[str, str], Index] = {}
 
 
-def load_index(uri: str) -> Index:
-    """An index from the work directory, loaded once per process."""
-    if uri not in _INDEX_CACHE:
+def load_index(uri: str, run: str) -> Index:
+    """An index from the work directory, loaded once per process and run (``run``: the plan digest,
+    so a later run writing to the same directory never sees an earlier run's index)."""
+    key = (uri, run)
+    if key not in _INDEX_CACHE:
         _INDEX_CACHE.clear()
-        _INDEX_CACHE[uri] = Index.load(uri)
-    return _INDEX_CACHE[uri]
+        _INDEX_CACHE[key] = Index.load(uri)
+    return _INDEX_CACHE[key]
 
 
 # --- decisions

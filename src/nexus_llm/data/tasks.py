@@ -188,7 +188,7 @@ def map_split(plan: Plan, split: Split) -> dict:
     hasher = MinHasher(cfg.dedup.near) if cfg.dedup.near.enabled else None
     scrub = _Pii(plan)
     dcfg = cfg.decontaminate
-    index = decon.load_index(plan.sources_index) if plan.has_sources_index else None
+    index = decon.load_index(plan.sources_index, plan.digest) if plan.has_sources_index else None
     with tempfile.TemporaryDirectory(prefix="nexus-map-") as tmp:
         docs = _Buffered(os.path.join(tmp, "docs.parquet"), DOC_SCHEMA)
         rejected = _Buffered(os.path.join(tmp, "rejected.parquet"), REJECTED_SCHEMA)
@@ -300,7 +300,7 @@ def scan_split(plan: Plan, item: tuple[int, list[int]]) -> dict:
     marker = storage.join(target, "scan.json")
     if storage.exists(marker):
         return storage.read_json(marker)
-    index = decon.load_index(plan.heldout_index)
+    index = decon.load_index(plan.heldout_index, plan.digest)
     table = _read_table(storage.join(target, "docs.parquet"), DOC_SCHEMA)
     skip_set = set(skip)
     rows = [
