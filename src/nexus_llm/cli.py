@@ -72,7 +72,7 @@ def _root(
 
 # Which extra provides a third-party module, for a helpful message when one is not installed.
 EXTRAS = {
-    "ftfy": "data", "scipy": "data", "pyspark": "data",
+    "ftfy": "data", "scipy": "data", "pyspark": "data", "py3langid": "data", "phonenumbers": "data",
     "torch": "model", "transformers": "model", "tokenizers": "model", "safetensors": "model",
     "accelerate": "train", "peft": "train", "tensorboard": "train", "matplotlib": "train", "mlflow": "train",
     "lm_eval": "eval",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from nexus_llm.configbase import ConfigError, StrictModel, format_validation_error
 from nexus_llm.data.config import DataConfig
@@ -67,6 +67,20 @@ class NexusConfig(StrictModel):
     serve: ServeConfig = ServeConfig()
     aws: AwsConfig = AwsConfig()
     registry: RegistryConfig = RegistryConfig()
+
+    @model_validator(mode="after")
+    def _heldout_split_follows_tokenize(self) -> NexusConfig:
+        """Curation protects the documents ``tokenize`` will hold out: it needs the same split."""
+        d = self.data.decontaminate
+        split = {"val_fraction": self.tokenize.val_fraction, "split_seed": self.tokenize.split_seed}
+        if d.val_fraction is None:
+            self.data.decontaminate = d.model_copy(update=split)
+        elif (d.val_fraction, d.split_seed) != (split["val_fraction"], split["split_seed"]):
+            raise ValueError(
+                "data.decontaminate.val_fraction/split_seed differ from tokenize.val_fraction/split_seed; "
+                "remove them from data.decontaminate (they are taken from tokenize)"
+            )
+        return self
 
 
 def parse_config(raw: dict[str, Any] | None, source: str = "nexus.yaml") -> NexusConfig:

@@ -14,7 +14,16 @@ CFG = CleanConfig()
 
 def test_paragraphs_and_lines_survive_while_spaces_collapse():
     text = "  Title  \r\n\r\nFirst   line\twith  tabs.\nSecond line.   \n\n\n\nNext paragraph.  "
-    assert clean_text(text, CFG) == "Title\n\nFirst line with tabs.\nSecond line.\n\nNext paragraph."
+    flat = CleanConfig(keep_indentation=False)
+    assert clean_text(text, flat) == "Title\n\nFirst line with tabs.\nSecond line.\n\nNext paragraph."
+    assert clean_text(text, CFG) == "  Title\n\nFirst line with tabs.\nSecond line.\n\nNext paragraph."
+
+
+def test_indentation_of_code_and_config_is_kept():
+    yaml_text = "\n\nserver:\n  listen:   8080\n  tls:\n    cert: /etc/ssl/cert.pem   \n\tdone\n"
+    assert (
+        clean_text(yaml_text, CFG) == "server:\n  listen: 8080\n  tls:\n    cert: /etc/ssl/cert.pem\n\tdone"
+    )
 
 
 def test_blank_line_runs_are_limited_by_setting():

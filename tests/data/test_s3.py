@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from nexus_llm import storage
-from nexus_llm.data.config import DataConfig
 from nexus_llm.data.prepare import run_prepare
 from support.curated import read
+
+from .conftest import full_config
 
 pytestmark = pytest.mark.s3
 
@@ -23,7 +24,7 @@ def test_prepare_from_s3_to_s3_matches_the_local_run(prepared, planted_corpus, s
     fs, _ = storage.get_fs(bucket)
     fs.put_file(str(corpus_path), f"{bucket[5:]}/raw/corpus.jsonl")
     out = f"{bucket}/curated"
-    manifest = run_prepare([f"{bucket}/raw/"], out, DataConfig(shard_size_mb=0.5), workers=2)
+    manifest = run_prepare([f"{bucket}/raw/"], out, full_config(shard_size_mb=0.5), workers=2)
     assert manifest["splits"] > 1
     kept = []
     for name in manifest["files"]["part"]:
@@ -34,5 +35,5 @@ def test_prepare_from_s3_to_s3_matches_the_local_run(prepared, planted_corpus, s
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket[5:], Prefix="curated/")["Contents"]}
     assert "curated/manifest.json" in keys
     assert not any(k.startswith("curated/_work/") for k in keys), "work files must be removed after success"
-    again = run_prepare([f"{bucket}/raw/"], out, DataConfig(shard_size_mb=0.5), workers=2)
+    again = run_prepare([f"{bucket}/raw/"], out, full_config(shard_size_mb=0.5), workers=2)
     assert again.get("up_to_date")

@@ -13,6 +13,8 @@ import nexus_llm.data.spark_job as spark_job
 from nexus_llm import storage
 from support.curated import read
 
+from .conftest import FULL_YAML
+
 pytestmark = pytest.mark.spark
 
 
@@ -20,7 +22,7 @@ def test_spark_submit_job_keeps_the_same_ids_as_the_local_engine(prepared, tmp_p
     _, local_out, local_manifest = prepared
     source = read(local_out)[0]["source"]
     config = tmp_path / "nexus.yaml"
-    config.write_text("data:\n  shard_size_mb: 0.3\n")  # several splits, so several Spark tasks
+    config.write_text(FULL_YAML + "  shard_size_mb: 0.3\n")  # several splits, so several Spark tasks
     out = tmp_path / "spark-out"
     submit = Path(sys.executable).with_name("spark-submit")
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
@@ -35,5 +37,6 @@ def test_spark_submit_job_keeps_the_same_ids_as_the_local_engine(prepared, tmp_p
     assert sorted((r["id"], r["reason"], r["duplicate_of"]) for r in read(out, "rejected")) == sorted(
         (r["id"], r["reason"], r["duplicate_of"]) for r in read(local_out, "rejected")
     )
-    for key in ("records_in", "records_out", "removed", "quarantined"):
-        assert manifest[key] == local_manifest[key]
+    for key in ("records_in", "records_out", "removed", "quarantined", "pii", "language", "decontamination"):
+        assert manifest[key] == local_manifest[key], key
+    assert any(k.startswith(("language.", "decontaminate.")) for k in manifest["removed"])

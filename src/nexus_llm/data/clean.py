@@ -1,7 +1,8 @@
 """Text cleaning that keeps paragraph structure: repair Unicode, normalize, tidy whitespace.
 
 Unlike the guide's ``re.sub(r"\\s+", " ", text)``, newlines survive: paragraphs and lines are what
-the line-level filters and a language model both need.
+the line-level filters and a language model both need. Leading indentation survives too (by default):
+code, YAML and nested lists mean something else without it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ _FTFY = ftfy.TextFixerConfig(explain=False, normalization=None)
 # (tests/data/test_clean.py checks this equivalence); most English text takes this fast path.
 _FTFY_TRIGGERS = re.compile(r"[&\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _H_SPACE = re.compile(r"[^\S\n]+")
+_INNER_SPACE = re.compile(r"(?<=\S)[^\S\n]+")  # a run of spaces after a non-space: not indentation
 _ODD_SPACE = re.compile(r"  |[\t\x0b\x0c]")
 
 
@@ -32,12 +34,13 @@ def clean_text(text: str, cfg: CleanConfig) -> str:
         text = ftfy.fix_text(text, _FTFY)
     if cfg.normalization != "none" and not text.isascii():
         text = unicodedata.normalize(cfg.normalization, text)
-    if cfg.collapse_spaces:
-        if not text.isascii() or _ODD_SPACE.search(text):  # most text has single spaces only
-            text = _H_SPACE.sub(" ", text)
-        lines = [line.strip() for line in text.split("\n")]
-    else:
+    if cfg.collapse_spaces and (not text.isascii() or _ODD_SPACE.search(text)):
+        # most text has single spaces only and skips this
+        text = (_INNER_SPACE if cfg.keep_indentation else _H_SPACE).sub(" ", text)
+    if cfg.keep_indentation or not cfg.collapse_spaces:
         lines = [line.rstrip() for line in text.split("\n")]
+        return _limit_blank_lines(lines, cfg.max_blank_lines).strip("\n")
+    lines = [line.strip() for line in text.split("\n")]
     return _limit_blank_lines(lines, cfg.max_blank_lines).strip()
 
 

@@ -14,7 +14,7 @@ from nexus_llm import storage
 from nexus_llm.data.config import DataConfig
 from nexus_llm.data.readers import SUFFIXES, Split, plan_splits
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 
 
 @dataclass
@@ -35,6 +35,20 @@ class Plan:
 
     def final_dir(self, index: int) -> str:
         return storage.join(self.work, "final", f"{index:05d}")
+
+    @property
+    def sources_index(self) -> str:
+        """The n-grams of the decontamination sources' evaluation texts (built before the map)."""
+        return storage.join(self.work, "decontaminate-sources.npz")
+
+    @property
+    def heldout_index(self) -> str:
+        """The n-grams of the held-out split's documents (built after deduplication)."""
+        return storage.join(self.work, "decontaminate-heldout.npz")
+
+    @property
+    def has_sources_index(self) -> bool:
+        return self.config.decontaminate.enabled and bool(self.config.decontaminate.sources)
 
     def to_dict(self) -> dict:
         return {

@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 
 from nexus_llm import storage
 from nexus_llm.console import console, table
+from nexus_llm.data import decontaminate as decon
 from nexus_llm.data import dedup
 from nexus_llm.data.config import DataConfig
 from nexus_llm.data.plan import Plan, build_plan
-from nexus_llm.data.tasks import link_column, load_array, map_split, write_split
+from nexus_llm.data.tasks import link_column, load_array, map_split, scan_split, write_split
 
 OUTPUT_PATTERNS = ("part-*.parquet", "rejected", "quarantine")
 
@@ -61,14 +62,28 @@ def run_prepare(
     executor: Executor | None = None,
     memory_mb: int = 1024,
 ) -> dict:
-    """Curate ``inputs`` into ``output``; returns the manifest (``up_to_date`` when nothing was redone)."""
+    """Curate ``inputs`` into ``output``; returns the manifest (``up_to_date`` when nothing was redone).
+
+    Every input and decontamination source is checked (and the sources read) before anything is
+    written, so a missing file fails the run before any work starts.
+    """
     started = time.perf_counter()
     plan = build_plan(inputs, output, cfg)
     existing = storage.read_manifest(output)
     if existing and existing.get("digest") == plan.digest:
         storage.remove(plan.work)
         return {**existing, "up_to_date": True}
+    sources_index = None
+    if plan.has_sources_index:
+        names, texts, owner = decon.read_texts(cfg.decontaminate)
+        sources_index = decon.Index.from_texts(names, texts, owner, cfg.decontaminate, cfg.clean)
+    if cfg.language.enabled:
+        from nexus_llm.data.language import model
+
+        model()  # load once here: forked workers share it
     resumed = _start_or_resume(plan)
+    if sources_index is not None:
+        sources_index.save(plan.sources_index)
     own_executor = executor is None
     executor = executor or make_executor(engine or cfg.engine, workers, cfg, spark_master)
     timings = {"plan": time.perf_counter() - started}
@@ -78,10 +93,19 @@ def run_prepare(
         timings["map"], tick = time.perf_counter() - tick, time.perf_counter()
         resolution, survivors = _deduplicate(plan, executor, map_stats, memory_mb << 20)
         timings["dedup"], tick = time.perf_counter() - tick, time.perf_counter()
-        by_split: dict[int, dict[int, tuple[str, str]]] = defaultdict(dict)
+        contaminated, decontamination = _decontaminate(plan, executor, map_stats, resolution, sources_index)
+        if decontamination is not None:
+            timings["decontaminate"], tick = time.perf_counter() - tick, time.perf_counter()
+        by_split: dict[int, dict[int, tuple[str, str | None]]] = defaultdict(dict)
+        flagged: dict[int, dict[int, str]] = defaultdict(dict)
         for o, (reason, surv) in resolution.removed.items():
             by_split[o >> 32][o] = (reason, survivors[surv])
-        items = [(s.index, by_split.get(s.index, {})) for s in plan.splits]
+        for o, reason in contaminated.items():
+            if cfg.decontaminate.action == "remove":
+                by_split[o >> 32][o] = (reason, None)
+            else:
+                flagged[o >> 32][o] = reason
+        items = [(s.index, by_split.get(s.index, {}), flagged.get(s.index, {})) for s in plan.splits]
         write_stats = executor.run(partial(_write_item, plan), items, "write")
         timings["write"] = time.perf_counter() - tick
     finally:
@@ -90,15 +114,100 @@ def run_prepare(
     tick = time.perf_counter()
     files = _finalize(plan, write_stats)
     timings["finalize"] = time.perf_counter() - tick
-    manifest = _manifest(plan, executor.name, map_stats, write_stats, resolution, files, started, resumed)
+    manifest = _manifest(
+        plan, executor.name, map_stats, write_stats, resolution, files, started, resumed,
+        contaminated if cfg.decontaminate.action == "remove" else {}, decontamination,
+    )  # fmt: skip
     manifest["phase_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     storage.write_manifest(output, manifest)
     storage.remove(plan.work)
     return manifest
 
 
-def _write_item(plan: Plan, item: tuple[int, dict]) -> dict:
-    return write_split(plan, item[0], item[1])
+def _write_item(plan: Plan, item: tuple[int, dict, dict]) -> dict:
+    return write_split(plan, item[0], item[1], item[2])
+
+
+def _decontaminate(
+    plan: Plan, executor: Executor, map_stats: list[dict], resolution, sources_index: decon.Index | None
+) -> tuple[dict[int, str], dict | None]:
+    """Training documents that overlap evaluation texts (ordinal → reason), and the report.
+
+    Documents deduplication removed are not training documents and are left out; so are the
+    held-out documents themselves when checking against the held-out split.
+    """
+    cfg = plan.config.decontaminate
+    if not cfg.active:
+        return {}, None
+    duplicates = np.fromiter(resolution.removed, dtype=np.int64, count=len(resolution.removed))
+    reasons: dict[int, str] = {}
+    report: dict[str, Any] = {
+        "ngram": cfg.ngram, "min_words": cfg.min_words, "max_train_docs": cfg.max_train_docs,
+        "action": cfg.action, "sources": [], "common_ngrams_ignored": 0,
+    }  # fmt: skip
+    if sources_index is not None:
+        parts = [
+            load_array(storage.join(plan.split_dir(s["split"]), "contam.npy"))
+            for s in map_stats
+            if s.get("contam_hits")
+        ]
+        hits = np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
+        hits = hits[~np.isin(hits[:, 0], duplicates)]
+        found, rep = decon.decide(sources_index, hits[:, 0], hits[:, 1], "sources", cfg.max_train_docs)
+        reasons.update(found)
+        report["sources"] += rep["per_source"]
+        report["common_ngrams_ignored"] += rep["common_ngrams_ignored"]
+    if cfg.uses_split:
+        index, heldout_docs = _heldout_index(plan, map_stats, duplicates)
+        index.save(plan.heldout_index)
+        by_split: dict[int, list[int]] = defaultdict(list)
+        for o in np.concatenate([duplicates, heldout_docs]).tolist():
+            by_split[o >> 32].append(o)
+        splits = [s["split"] for s in map_stats if s["candidates"]]
+        items = [(s, sorted(by_split.get(s, []))) for s in splits] if index.keys else []
+        executor.run(partial(scan_split, plan), items, "check overlap with held-out split")
+        parts = [load_array(storage.join(plan.split_dir(s), "heldout_hits.npy")) for s, _ in items]
+        hits = np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
+        found, rep = decon.decide(index, hits[:, 0], hits[:, 1], decon.SPLIT_SOURCE, cfg.max_train_docs)
+        for o, reason in found.items():
+            reasons.setdefault(o, reason)
+        report["sources"] += rep["per_source"]
+        report["common_ngrams_ignored"] += rep["common_ngrams_ignored"]
+        report["heldout_split"] = {"val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed}
+    report["documents"] = len(reasons)
+    return reasons, report
+
+
+def _heldout_index(
+    plan: Plan, map_stats: list[dict], duplicates: np.ndarray
+) -> tuple[decon.Index, np.ndarray]:
+    """The n-grams of the documents the held-out split will hold (those deduplication kept)."""
+    triples, docs = [], []
+    for s in map_stats:
+        if not s.get("heldout_docs"):
+            continue
+        d = plan.split_dir(s["split"])
+        docs.append(np.asarray(load_array(storage.join(d, "heldout_docs.npy"))))
+        if storage.exists(storage.join(d, "heldout.npy")):
+            triples.append(np.asarray(load_array(storage.join(d, "heldout.npy"))))
+    heldout_docs = np.concatenate(docs) if docs else np.empty(0, np.int64)
+    heldout_docs = heldout_docs[~np.isin(heldout_docs, duplicates)]
+    t = np.concatenate(triples, axis=1) if triples else np.empty((3, 0), np.uint64)
+    owners = t[2].astype(np.int64)
+    t = t[:, np.isin(owners, heldout_docs)]
+    text_of = {o: i for i, o in enumerate(heldout_docs.tolist())}
+    text_ids = np.array([text_of[o] for o in t[2].astype(np.int64).tolist()], dtype=np.int64)
+    checked = len(np.unique(text_ids))
+    stats = [{"texts": len(heldout_docs), "checked": checked, "too_short": len(heldout_docs) - checked}]
+    index = decon.Index.from_triples(
+        t[0].astype(np.int64),
+        t[1],
+        text_ids,
+        np.zeros(len(heldout_docs), np.int64),
+        [decon.SPLIT_SOURCE],
+        stats,
+    )
+    return index, heldout_docs
 
 
 def _start_or_resume(plan: Plan) -> int:
@@ -210,7 +319,9 @@ def _finalize(plan: Plan, write_stats: list[dict]) -> dict[str, list[str]]:
     return files
 
 
-def _manifest(plan, engine, map_stats, write_stats, resolution, files, started, resumed) -> dict:
+def _manifest(
+    plan, engine, map_stats, write_stats, resolution, files, started, resumed, contaminated, decontamination
+) -> dict:
     removed: Counter[str] = Counter()
     for s in map_stats:
         removed.update(s["removed"])
@@ -218,6 +329,7 @@ def _manifest(plan, engine, map_stats, write_stats, resolution, files, started, 
         removed[dedup.EXACT] = resolution.exact
     if resolution.near:
         removed[dedup.NEAR] = resolution.near
+    removed.update(contaminated.values())
     records_in = sum(s["records"] for s in map_stats)
     quarantined = sum(s["quarantined"] for s in map_stats)
     records_out = sum(s["kept"] for s in write_stats)
@@ -241,6 +353,9 @@ def _manifest(plan, engine, map_stats, write_stats, resolution, files, started, 
             "candidate_pairs": resolution.candidates,
             "confirmed_pairs": resolution.confirmed,
         },
+        "pii": _pii_summary(plan.config, map_stats),
+        "language": _language_summary(plan.config, map_stats),
+        "decontamination": decontamination,
         "bytes_in": sum(s["bytes"] for s in map_stats),
         "inputs": plan.inputs,
         "settings": plan.settings,
@@ -249,6 +364,43 @@ def _manifest(plan, engine, map_stats, write_stats, resolution, files, started, 
         "files": files,
         "seconds": round(seconds, 3),
         "docs_per_second": round(records_in / seconds, 1) if seconds > 0 else None,
+    }
+
+
+def _pii_summary(cfg: DataConfig, map_stats: list[dict]) -> dict | None:
+    """Personal data found, per kind; what was done with it; the first samples (masked)."""
+    if not cfg.pii.enabled:
+        return None
+    found: Counter[str] = Counter()
+    samples: dict[str, list[dict]] = {}
+    documents = 0
+    for s in sorted(map_stats, key=lambda s: s["split"]):
+        p = s.get("pii") or {}
+        documents += p.get("documents", 0)
+        found.update(p.get("found", {}))
+        for kind, items in p.get("samples", {}).items():
+            kept = samples.setdefault(kind, [])
+            kept.extend(items[: max(cfg.pii.samples - len(kept), 0)])
+    return {
+        "redact": cfg.pii.redact,
+        "reject": cfg.pii.reject,
+        "documents": documents,
+        "found": {k: found[k] for k in cfg.pii.kinds if found[k]},
+        "redacted": {k: found[k] for k in cfg.pii.redact if found[k]},
+        "samples": samples,
+    }
+
+
+def _language_summary(cfg: DataConfig, map_stats: list[dict]) -> dict | None:
+    if not cfg.language.enabled:
+        return None
+    identified: Counter[str] = Counter()
+    for s in map_stats:
+        identified.update(s.get("languages", {}))
+    return {
+        "languages": cfg.language.languages,
+        "min_score": cfg.language.min_score,
+        "identified": dict(identified.most_common()),
     }
 
 
@@ -264,6 +416,23 @@ def print_summary(manifest: dict) -> None:
     ]
     rows.append(("quarantined", manifest["quarantined"], f"{100 * manifest['quarantined'] / n_in:.1f}%"))
     console.print(table("nexus data prepare", ["", "documents", "share"], rows))
+    pii = manifest.get("pii")
+    if pii and pii.get("found"):
+        actions = {k: "redacted" for k in pii["redact"]} | {k: "document rejected" for k in pii["reject"]}
+        console.print(
+            table(
+                f"personal data and secrets (in {pii['documents']:,} documents)",
+                ["kind", "found", "action"],
+                [(kind, count, actions.get(kind, "")) for kind, count in pii["found"].items()],
+            )
+        )
+    decon = manifest.get("decontamination")
+    if decon:
+        for src in decon["sources"]:
+            console.print(
+                f"decontamination: {src['source']}: {src['texts_found']:,} of {src['checked']:,} evaluation "
+                f"texts found in {src['documents']:,} training documents ({decon['action']}d)"
+            )
     console.print(
         f"engine {manifest['engine']}: {manifest['seconds']:.1f} s, {manifest['docs_per_second'] or 0:,.0f} documents/s"
         + (

@@ -1,7 +1,10 @@
 """The two per-split tasks of ``nexus data prepare``, run by any executor (processes or Spark tasks).
 
-``map_split``    read → clean → filter → dedup keys and MinHash signatures, into ``_work/splits/N/``.
-``write_split``  drop the split's duplicates and write its final Parquet into ``_work/final/N/``.
+``map_split``    read → clean → PII → filter (language ID included) → evaluation-text overlaps, dedup
+                 keys and MinHash signatures, into ``_work/splits/N/``.
+``scan_split``   (with the held-out split) the kept training documents' overlaps with held-out ones.
+``write_split``  drop the split's duplicates and contaminated documents and write its final Parquet
+                 into ``_work/final/N/``.
 
 Both are idempotent: a task whose ``done.json`` exists returns its recorded stats without redoing the
 work, and every file is written whole before ``done.json``, so a task killed at any moment is simply
@@ -11,6 +14,7 @@ run again.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import tempfile
 import time
@@ -24,13 +28,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nexus_llm import storage
-from nexus_llm.data import dedup
+from nexus_llm.data import decontaminate as decon
+from nexus_llm.data import dedup, pii
 from nexus_llm.data.clean import clean_text
 from nexus_llm.data.document import DocView
 from nexus_llm.data.filters import filter_batch
 from nexus_llm.data.minhash import MinHasher, band_keys, exact_hash
+from nexus_llm.data.ngrams import NgramBatch
 from nexus_llm.data.plan import Plan
-from nexus_llm.data.readers import Bad, Split, read_split
+from nexus_llm.data.readers import Bad, Record, Split, read_split
+from nexus_llm.tokenizer.shards import split_of
 
 DONE = "done.json"
 ROWS_PER_GROUP = 8192
@@ -121,14 +128,67 @@ def _publish(local_dir: str, target_dir: str, stats: dict) -> None:
     storage.write_json_atomic(storage.join(target_dir, DONE), stats)
 
 
+class _Pii:
+    """A split's PII step: redact or reject, counts per kind, the first few samples per kind."""
+
+    def __init__(self, plan: Plan):
+        cfg = plan.config.pii
+        self.cfg = cfg
+        self.scanner = (
+            pii.Scanner(cfg.kinds, cfg.private_ip_addresses, cfg.phone_region) if cfg.enabled else None
+        )
+        self.counts: Counter[str] = Counter()
+        self.documents = 0
+        self.samples: dict[str, list[dict]] = {}
+
+    def apply(self, records: list[Record], texts: list[str]) -> tuple[list[str], list[str | None]]:
+        """Texts with the redacted kinds replaced, and a rejection reason (or None) per document."""
+        reasons: list[str | None] = [None] * len(texts)
+        if self.scanner is None or not texts:
+            return texts, reasons
+        out = list(texts)
+        for i, found in enumerate(self.scanner.find_batch(texts)):
+            if not found:
+                continue
+            self.documents += 1
+            kinds = pii.count(found)
+            self.counts.update(kinds)
+            for m in found:
+                kept = self.samples.setdefault(m.kind, [])
+                if len(kept) < self.cfg.samples:
+                    kept.append(
+                        {"id": records[i].id, "kind": m.kind, "context": pii.sample(texts[i], m, found)}
+                    )
+            rejecting = [k for k in pii.KINDS if k in kinds and k in self.cfg.reject]
+            if rejecting:
+                reasons[i] = f"pii.{rejecting[0]}"
+            else:
+                out[i] = self.scanner.redact(texts[i], found)
+        return out, reasons
+
+    def stats(self) -> dict:
+        return {"documents": self.documents, "found": dict(self.counts), "samples": self.samples}
+
+
+def _with_language(meta: str | None, result) -> str:
+    """The record's metadata with the language found and its score (datatrove's key names)."""
+    fields = json.loads(meta) if meta else {}
+    fields["language"] = result.language
+    fields["language_score"] = result.score
+    return json.dumps(fields, ensure_ascii=False, sort_keys=True, default=str)
+
+
 def map_split(plan: Plan, split: Split) -> dict:
-    """Read, clean, filter and fingerprint one split (skipped when already done)."""
+    """Read, clean, redact, filter and fingerprint one split (skipped when already done)."""
     target = plan.split_dir(split.index)
     if (done := is_done(target)) is not None:
         return {**done, "resumed": True}
     cfg = plan.config
     started = time.perf_counter()
     hasher = MinHasher(cfg.dedup.near) if cfg.dedup.near.enabled else None
+    scrub = _Pii(plan)
+    dcfg = cfg.decontaminate
+    index = decon.load_index(plan.sources_index, plan.digest) if plan.has_sources_index else None
     with tempfile.TemporaryDirectory(prefix="nexus-map-") as tmp:
         docs = _Buffered(os.path.join(tmp, "docs.parquet"), DOC_SCHEMA)
         rejected = _Buffered(os.path.join(tmp, "rejected.parquet"), REJECTED_SCHEMA)
@@ -136,7 +196,11 @@ def map_split(plan: Plan, split: Split) -> dict:
         ordinals: list[int] = []
         exact: list[int] = []
         sigs: list[np.ndarray] = []
+        contam: list[np.ndarray] = []  # (ordinal, key) overlaps with the sources' evaluation texts
+        heldout: list[np.ndarray] = []  # (n, hash, ordinal) of documents the held-out split will take
+        heldout_docs: list[int] = []
         reasons: Counter[str] = Counter()
+        languages: Counter[str] = Counter()
         records = chars_in = 0
         for batch in _batches(read_split(split, cfg.text_field, cfg.id_field), FILTER_BATCH):
             good = []
@@ -147,26 +211,45 @@ def map_split(plan: Plan, split: Split) -> dict:
                 else:
                     chars_in += len(rec.text)
                     good.append((ordinal(split.index, pos), rec))
-            views = [DocView(clean_text(rec.text, cfg.clean)) for _, rec in good]
-            filtered = filter_batch(views, cfg.filters)
+            texts = [clean_text(rec.text, cfg.clean) for _, rec in good]
+            texts, pii_reasons = scrub.apply([rec for _, rec in good], texts)
+            views = [DocView(t) for t in texts]
+            filtered = filter_batch(views, cfg.filters, cfg.language)
             kept_views, kept_rows = [], []
             position = {i: j for j, i in enumerate(filtered.ngram_rows)}
             for i, ((o, rec), (view, reason)) in enumerate(zip(good, filtered.results, strict=True)):
+                reason = pii_reasons[i] or reason
+                found = filtered.languages[i]
+                if found is not None:
+                    languages[found.language] += 1
                 if reason is not None:
                     reasons[reason] += 1
                     rejected.add(
                         {"id": rec.id, "text": rec.text, "reason": reason, "source": rec.source, "ordinal": o}
                     )
                     continue
-                docs.add(
-                    {"ordinal": o, "id": rec.id, "text": view.text, "source": rec.source, "meta": rec.meta}
-                )
+                meta = rec.meta if found is None else _with_language(rec.meta, found)
+                docs.add({"ordinal": o, "id": rec.id, "text": view.text, "source": rec.source, "meta": meta})
                 ordinals.append(o)
                 exact.append(exact_hash(view.text))
                 kept_views.append(view)
                 kept_rows.append(position[i])
+                if dcfg.uses_split and split_of(rec.id, dcfg.val_fraction, dcfg.split_seed) == "val":
+                    heldout_docs.append(o)
+                    n, h = decon.text_ngrams(view, dcfg.ngram, dcfg.min_words)
+                    if n:
+                        heldout.append(
+                            np.stack([np.full(len(h), n, np.uint64), h, np.full(len(h), o, np.uint64)])
+                        )
             if hasher is not None and kept_views:
                 sigs.append(hasher.signatures(kept_views, filtered.ngrams, kept_rows))
+            if index is not None and kept_views:
+                rows, keys = index.match(filtered.ngrams, kept_rows)
+                if len(rows):
+                    by_row = {
+                        r: ordinals[len(ordinals) - len(kept_rows) + j] for j, r in enumerate(kept_rows)
+                    }
+                    contam.append(np.stack([np.array([by_row[r] for r in rows.tolist()]), keys], axis=1))
         docs.close()
         rejected.close()
         quarantine.close()
@@ -180,6 +263,12 @@ def map_split(plan: Plan, split: Split) -> dict:
         np.save(os.path.join(tmp, "ordinals.npy"), np.asarray(ordinals, dtype=np.int64))
         # Stored key column by key column, so a grouping task reads just the column it groups.
         np.save(os.path.join(tmp, "keys.npy"), np.ascontiguousarray(keys.T))
+        if contam:
+            np.save(os.path.join(tmp, "contam.npy"), np.concatenate(contam).astype(np.int64))
+        if heldout_docs:
+            np.save(os.path.join(tmp, "heldout_docs.npy"), np.asarray(heldout_docs, dtype=np.int64))
+        if heldout:
+            np.save(os.path.join(tmp, "heldout.npy"), np.concatenate(heldout, axis=1))
         stats = {
             "split": split.index,
             "records": records,
@@ -188,16 +277,64 @@ def map_split(plan: Plan, split: Split) -> dict:
             "quarantined": quarantine.count,
             "bytes": split.size,
             "chars_in": chars_in,
+            "pii": scrub.stats(),
+            "languages": dict(languages),
+            "contam_hits": int(sum(len(c) for c in contam)),
+            "heldout_docs": len(heldout_docs),
             "seconds": round(time.perf_counter() - started, 3),
         }
         _publish(tmp, target, stats)
     return stats
 
 
-def write_split(plan: Plan, split_index: int, removed: dict[int, tuple[str, str]]) -> dict:
+def scan_split(plan: Plan, item: tuple[int, list[int]]) -> dict:
+    """The split's kept training documents' overlaps with the held-out split's n-grams.
+
+    ``item`` is the split index and the ordinals that are not training documents (duplicates already
+    removed, and the held-out documents themselves). Reads the cleaned texts back from the work
+    directory: the held-out documents are known only after deduplication.
+    """
+    split_index, skip = item
+    target = plan.split_dir(split_index)
+    hits_uri = storage.join(target, "heldout_hits.npy")
+    marker = storage.join(target, "scan.json")
+    if storage.exists(marker):
+        return storage.read_json(marker)
+    index = decon.load_index(plan.heldout_index, plan.digest)
+    table = _read_table(storage.join(target, "docs.parquet"), DOC_SCHEMA)
+    skip_set = set(skip)
+    rows = [
+        (o, t)
+        for o, t in zip(table.column("ordinal").to_pylist(), table.column("text").to_pylist(), strict=True)
+        if o not in skip_set
+    ]
+    found: list[np.ndarray] = []
+    for start in range(0, len(rows), FILTER_BATCH):
+        chunk = rows[start : start + FILTER_BATCH]
+        batch = NgramBatch([DocView(t) for _, t in chunk])
+        docs, keys = index.match(batch)
+        if len(docs):
+            found.append(np.stack([np.array([chunk[d][0] for d in docs.tolist()]), keys], axis=1))
+    hits = np.concatenate(found).astype(np.int64) if found else np.empty((0, 2), np.int64)
+    with tempfile.TemporaryDirectory(prefix="nexus-scan-") as tmp:
+        np.save(os.path.join(tmp, "heldout_hits.npy"), hits)
+        storage.upload_file_atomic(os.path.join(tmp, "heldout_hits.npy"), hits_uri)
+    stats = {"split": split_index, "hits": len(hits)}
+    storage.write_json_atomic(marker, stats)
+    return stats
+
+
+def write_split(
+    plan: Plan,
+    split_index: int,
+    removed: dict[int, tuple[str, str | None]],
+    flagged: dict[int, str] | None = None,
+) -> dict:
     """Write a split's survivors, and its rejected documents (filters and duplicates) with reasons.
 
-    ``removed`` maps the ordinals of this split's duplicates to ``(reason, id of the survivor)``.
+    ``removed`` maps the ordinals of this split's duplicates to ``(reason, id of the survivor)`` and
+    of its contaminated documents to ``(reason, None)``; ``flagged`` (decontamination's ``flag``
+    action) maps kept documents to the reason recorded as ``contaminated`` in their metadata.
     Works on whole Arrow columns: a split is bounded by ``shard_size_mb``, so it fits in memory.
     """
     target = plan.final_dir(split_index)
@@ -208,7 +345,16 @@ def write_split(plan: Plan, split_index: int, removed: dict[int, tuple[str, str]
     docs = _read_table(storage.join(source, "docs.parquet"), DOC_SCHEMA)
     dup_ordinals = np.fromiter(sorted(removed), dtype=np.int64, count=len(removed))
     is_dup = pc.is_in(docs.column("ordinal"), pa.array(dup_ordinals))
-    kept = docs.filter(pc.invert(is_dup)).select(OUTPUT_SCHEMA.names)
+    kept = docs.filter(pc.invert(is_dup))
+    if flagged:
+        metas = kept.column("meta").to_pylist()
+        for row, o in enumerate(kept.column("ordinal").to_pylist()):
+            if o in flagged:
+                fields = json.loads(metas[row]) if metas[row] else {}
+                fields["contaminated"] = flagged[o]
+                metas[row] = json.dumps(fields, ensure_ascii=False, sort_keys=True, default=str)
+        kept = kept.set_column(kept.schema.get_field_index("meta"), "meta", pa.array(metas, pa.string()))
+    kept = kept.select(OUTPUT_SCHEMA.names)
     dups = docs.filter(is_dup)
     hits = [removed[o] for o in dups.column("ordinal").to_pylist()]
     dups = dups.append_column("reason", pa.array([h[0] for h in hits], pa.string()))

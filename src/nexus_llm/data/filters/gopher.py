@@ -20,7 +20,8 @@ BULLETS = ("•", "‣", "◦", "⁃", "▪", "●", "-", "*", "·")
 ELLIPSES = ("...", "…")
 
 
-def gopher_quality_filter(view: DocView, cfg: GopherQualityFilter) -> str | None:
+def gopher_quality_filter(view: DocView, cfg: GopherQualityFilter, english: bool = True) -> str | None:
+    """The quality rules; the stop-word rule (English words) only for ``english`` documents."""
     n = len(view.tokens)
     if n < cfg.min_words:
         return "gopher_quality.min_words"
@@ -46,7 +47,7 @@ def gopher_quality_filter(view: DocView, cfg: GopherQualityFilter) -> str | None
             return "gopher_quality.max_ellipsis_lines_ratio"
     if view.alpha_tokens / n < cfg.min_alpha_words_ratio:
         return "gopher_quality.min_alpha_words_ratio"
-    if len(STOP_WORDS.intersection(view.words)) < cfg.min_stop_words:
+    if english and len(STOP_WORDS.intersection(view.words)) < cfg.min_stop_words:
         return "gopher_quality.min_stop_words"
     return None
 
