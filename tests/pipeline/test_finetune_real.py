@@ -87,7 +87,9 @@ def test_held_out_questions_are_answered_in_the_taught_format(finetuned):
     questions = [r["messages"][0]["content"] for r in val]
     tok = AutoTokenizer.from_pretrained(finetuned.model)
     model = AutoModelForCausalLM.from_pretrained(finetuned.model, dtype=torch.float32).eval()
-    answers = [s["completion"].strip() for s in generate_chat_samples(model, tok, questions, max_new_tokens=80)]
+    answers = [
+        s["completion"].strip() for s in generate_chat_samples(model, tok, questions, max_new_tokens=80)
+    ]
     formatted = [a for a in answers if FORMAT.match(a)]
     assert len(formatted) >= 0.8 * len(answers), "\n".join(answers)
     base = AutoModelForCausalLM.from_pretrained(finetuned.base_model, dtype=torch.float32).eval()

@@ -405,20 +405,13 @@ class DataConfig(StrictModel):
         return value
 
     def settings_digest_fields(self) -> dict:
-        """The settings that change the output (not the engine or worker count).
-
-        With decontamination sources, their files' content fingerprints are part of it (a changed
-        task file changes what is removed); a source that does not exist raises FileNotFoundError.
-        """
-        fields = self.model_dump(
+        """The settings that change the output (not the engine or worker count). The content of the
+        decontamination sources is part of the output's identity too: see
+        :func:`nexus_llm.data.plan.settings_identity`."""
+        return self.model_dump(
             mode="json",
             include={
                 "text_field", "id_field", "shard_size_mb", "clean", "pii", "language", "filters",
                 "dedup", "decontaminate",
             },
         )  # fmt: skip
-        if self.decontaminate.enabled and self.decontaminate.sources:
-            from nexus_llm.data.decontaminate import source_identities
-
-            fields["decontaminate_sources"] = source_identities(self.decontaminate.sources)
-        return fields

@@ -98,10 +98,21 @@ def input_identities(inputs: list[str]) -> list[dict]:
     return [{"uri": f, "size": storage.size(f), "fingerprint": storage.fingerprint(f)} for f in files]
 
 
+def settings_identity(cfg: DataConfig) -> dict:
+    """The settings that change the output, with the decontamination sources' content fingerprints (a
+    changed task file changes what is removed); a source that does not exist raises FileNotFoundError."""
+    fields = cfg.settings_digest_fields()
+    if cfg.decontaminate.enabled and cfg.decontaminate.sources:
+        from nexus_llm.data.decontaminate import source_identities
+
+        fields["decontaminate_sources"] = source_identities(cfg.decontaminate.sources)
+    return fields
+
+
 def build_plan(inputs: list[str], output: str, cfg: DataConfig) -> Plan:
     """Expand inputs, fingerprint them by content, and cut them into splits."""
     identities = input_identities(inputs)
     files = [i["uri"] for i in identities]
-    settings = cfg.settings_digest_fields()
+    settings = settings_identity(cfg)
     splits = plan_splits(files, split_bytes(sum(i["size"] for i in identities), cfg.shard_size_mb))
     return Plan(output, identities, settings, splits, digest_of(identities, settings), cfg)

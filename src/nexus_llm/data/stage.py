@@ -20,7 +20,9 @@ def inputs_digest(cfg) -> str:
 
 
 def _key(cfg, _keys: Mapping[str, str]) -> Any:
-    return {"inputs": inputs_digest(cfg), "settings": cfg.data.settings_digest_fields()}
+    from nexus_llm.data.plan import settings_identity
+
+    return {"inputs": inputs_digest(cfg), "settings": settings_identity(cfg.data)}
 
 
 def _run(cfg, layout: Layout) -> dict[str, Any]:
