@@ -129,3 +129,27 @@ def test_a_rerun_that_dies_while_writing_does_not_look_complete(tmp_path, tiny_m
     with pytest.raises(RuntimeError, match="killed while rendering"):
         run_eval(EvalConfig(perplexity=False, prompts=[]), str(tiny_model_dir), str(out))
     assert (out / "results.json").exists() and not (out / "manifest.json").exists()
+
+
+def test_the_report_shows_evaluation_texts_found_in_the_training_data(tmp_path, tiny_model_dir):
+    """The curated data's decontamination section reaches results.json and the report (via the tokens)."""
+    import json as _json
+
+    from nexus_llm import storage
+    from nexus_llm.eval.config import EvalConfig
+    from nexus_llm.eval.run import run_eval
+    from support.stories import story_texts, write_curated
+
+    curated = write_curated(tmp_path / "curated", story_texts(20, seed=5))
+    manifest = (
+        _json.loads((curated / "manifest.json").read_text()) if (curated / "manifest.json").exists() else {}
+    )
+    section = {"ngram": 13, "action": "remove",
+               "sources": [{"source": "tasks/qa.yaml", "checked": 40, "texts_found": 3, "documents": 2}]}  # fmt: skip
+    storage.write_manifest(str(curated), {**manifest, "stage": "data", "decontamination": section})
+    cfg = EvalConfig(data=str(curated), prompts=[], max_tokens=200)
+    run_eval(cfg, str(tiny_model_dir), str(tmp_path / "eval"))
+    results = _json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["training_overlap"]["sources"][0]["texts_found"] == 3
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert "Evaluation texts found in the training data" in report and "tasks/qa.yaml" in report

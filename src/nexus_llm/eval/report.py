@@ -128,6 +128,7 @@ def render_report(results: dict[str, Any], training_log: dict[str, Any] | None) 
         task_rows=task_rows(results.get("tasks", {})),
         samples=results.get("samples", []),
         chat_samples=results.get("chat_samples") or [],
+        overlap=results.get("training_overlap"),
         **_baseline_context(results),
         settings=json.dumps(results.get("settings", {}), indent=2, sort_keys=True),
         fmt=fmt,

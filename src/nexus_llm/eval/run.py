@@ -124,6 +124,26 @@ def _reusable(output_uri: str, digest: str, cfg: EvalConfig, data_uri: str | Non
     return None
 
 
+def training_overlap(data_uri: str | None) -> dict[str, Any] | None:
+    """The decontamination report of the curated data the evaluated model trained on, when known: the
+    held-out data's curated input (a token directory records it), or the curated directory itself."""
+    from nexus_llm.data.decontaminate import overlap_report
+
+    if not data_uri:
+        return None
+    try:
+        meta = storage.read_json(storage.join(data_uri, "meta.json"))
+        curated = (meta.get("input") or {}).get("uri")
+    except FileNotFoundError:
+        curated = data_uri
+    if not curated:
+        return None
+    try:
+        return overlap_report(curated)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def baseline_summary(baseline_uri: str) -> dict[str, Any]:
     """What a fine-tuned model's results keep of its base model's evaluation, for the comparison."""
     base = storage.read_json(storage.join(baseline_uri, RESULTS))
@@ -189,6 +209,7 @@ def run_eval(
         model, tokenizer, cfg.chat_prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed
     )
     results["baseline"] = baseline_summary(baseline_uri) if baseline_uri else None
+    results["training_overlap"] = training_overlap(data_uri)
     training_log = read_training_log(runs_uri) if runs_uri else None
     results.update(
         model=str(model_uri),
