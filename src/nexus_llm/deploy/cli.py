@@ -42,15 +42,16 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _setup(config: str | None, need_names: bool = True):
+def _setup(config: str | None):
+    """Config, clients and names for a command that acts on AWS: asks STS for the account first, so
+    missing credentials fail here, clearly, before anything is created."""
     from nexus_llm.config import load_config
     from nexus_llm.deploy.clients import AwsClients
     from nexus_llm.deploy.names import ResourceNames
 
     cfg = load_config(config)
     clients = AwsClients.from_config(cfg.aws)
-    names = ResourceNames.resolve(cfg.aws, cfg.name, clients) if need_names else None
-    return cfg, clients, names
+    return cfg, clients, ResourceNames.resolve(cfg.aws, cfg.name, clients)
 
 
 def _warn_exposure(cfg) -> None:
@@ -76,15 +77,18 @@ def render(
     output: str | None = typer.Option(None, "--output", "-o", help="directory (default: aws.render_dir)"),
 ) -> None:
     """Write the CloudFormation templates (one per stack) and render.json."""
+    from nexus_llm.config import load_config
+    from nexus_llm.deploy.names import ResourceNames
     from nexus_llm.deploy.render import render_templates
 
-    with _user_errors():
-        cfg, _, names = _setup(config)
+    with _user_errors():  # no AWS call: the templates leave the account id to CloudFormation
+        cfg = load_config(config)
         out = output or cfg.aws.render_dir
-        summary = render_templates(cfg, names, out)
+        summary = render_templates(cfg, ResourceNames.for_templates(cfg.aws, cfg.name), out)
     rows = [(s["stack"], s["file"], s["resources"]) for s in summary["stacks"].values()]
-    title = f"templates in {out} (bucket suffix {names.suffix})"
-    console.print(table(escape(title), ["stack", "file", "resources"], rows))
+    console.print(table(escape(f"templates in {out}"), ["stack", "file", "resources"], rows))
+    note = " (CloudFormation fills in the account id)" if summary["bucket_suffix"] is None else ""
+    _say("buckets: ", ", ".join(summary["buckets"].values()) + note)
     _warn_exposure(cfg)
 
 

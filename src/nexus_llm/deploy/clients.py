@@ -49,8 +49,8 @@ class AwsClients:
         except (BotoCoreError, ClientError) as err:
             raise ConfigError(
                 f"cannot reach AWS to learn the account id ({err}). Configure credentials "
-                "(AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or set aws.bucket_suffix "
-                "in nexus.yaml to render without them."
+                "(AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY). `nexus aws render` and "
+                "`nexus aws cost` work without them."
             ) from None
 
 

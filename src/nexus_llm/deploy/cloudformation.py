@@ -78,7 +78,7 @@ def deploy_stacks(
     progress: Progress | None = None,
 ) -> list[StackResult]:
     """Create or update each stack in dependency order, waiting for each before the next."""
-    templates = build_templates(cfg, names)
+    templates = build_templates(cfg, names.templated())  # exactly what `nexus aws render` writes
     results = []
     for concern in select(only):
         body = templates[concern].to_json(indent=None)
