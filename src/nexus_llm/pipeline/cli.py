@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nexus_llm.console import console, table
+from nexus_llm.console import console, human, table
 
 STAGE_HELP = "one of: data, tokenizer, tokenize, train, eval"
 
@@ -104,4 +104,4 @@ def runs_list(
 
 def _metric(run: dict, key: str) -> str:
     value = run["metrics"].get(key)
-    return f"{value:.4g}" if value is not None else ""
+    return human(value) if value is not None else ""

@@ -15,7 +15,7 @@ from typing import Any
 
 from nexus_llm import storage
 from nexus_llm.config import NexusConfig
-from nexus_llm.console import console, table
+from nexus_llm.console import console, human, table
 from nexus_llm.pipeline.figures import key_figures
 from nexus_llm.pipeline.stages import STAGES, Layout, inputs_digest, run_stage, stage_keys
 
@@ -129,8 +129,4 @@ def print_next_steps(results: list[StageResult], layout: Layout) -> None:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+    return human(value)
