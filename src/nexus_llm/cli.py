@@ -6,6 +6,7 @@ heavy dependencies (torch, pyspark, ...) inside those functions, so ``nexus --he
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -115,13 +116,22 @@ def main() -> None:
         _fail("config error", str(err), 2)
     except FileNotFoundError as err:
         _fail("not found", str(err), 2)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            if (message := _unreachable(err)) is None:
+                raise
+            _fail("storage error", message, STORAGE_UNREACHABLE_EXIT_CODE)
+        _fail("disk full", err.strerror if err.strerror and not err.filename else str(err), 2)
     except Exception as err:
-        from nexus_llm.storage import unreachable
-
-        message = unreachable(err)
-        if message is None:
+        if (message := _unreachable(err)) is None:
             raise
         _fail("storage error", message, STORAGE_UNREACHABLE_EXIT_CODE)
+
+
+def _unreachable(err: BaseException) -> str | None:
+    from nexus_llm.storage import unreachable
+
+    return unreachable(err)
 
 
 if __name__ == "__main__":
