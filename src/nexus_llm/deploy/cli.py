@@ -20,6 +20,11 @@ app = typer.Typer(
 CONFIG = typer.Option(None, "--config", "-c", help="nexus.yaml (its aws: section); defaults when omitted")
 STACKS = typer.Option(None, "--stack", help="only these stacks (repeatable): storage, network, iam, ...")
 POLL = typer.Option(5.0, "--poll-seconds", help="how often to poll CloudFormation while waiting")
+STACK_TIMEOUT = typer.Option(60.0, "--timeout-minutes", help="give up waiting for a stack after this long")
+
+
+def _job_timeout(minutes: float | None, default_s: float) -> float:
+    return default_s if minutes is None else minutes * 60
 
 
 def _say(message: str, detail: Any = "") -> None:
@@ -32,12 +37,13 @@ def _user_errors() -> Iterator[None]:
     """AWS and input problems become one clear message and exit code 2, not a traceback."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from nexus_llm.deploy.clients import WaitTimeout
     from nexus_llm.deploy.cloudformation import StackError
     from nexus_llm.deploy.cost import PriceError
 
     try:
         yield
-    except (StackError, PriceError, LookupError, ValueError, ClientError, BotoCoreError) as err:
+    except (StackError, PriceError, WaitTimeout, LookupError, ValueError, ClientError, BotoCoreError) as err:
         _say("[bold red]error[/]: ", err)
         raise typer.Exit(2) from None
 
@@ -93,7 +99,12 @@ def render(
 
 
 @app.command()
-def deploy(config: str | None = CONFIG, stack: list[str] | None = STACKS, poll_seconds: float = POLL) -> None:
+def deploy(
+    config: str | None = CONFIG,
+    stack: list[str] | None = STACKS,
+    poll_seconds: float = POLL,
+    timeout_minutes: float = STACK_TIMEOUT,
+) -> None:
     """Create or update the stacks in order, waiting for each (with progress)."""
     from nexus_llm.console import progress
     from nexus_llm.deploy.cloudformation import deploy_stacks
@@ -102,7 +113,15 @@ def deploy(config: str | None = CONFIG, stack: list[str] | None = STACKS, poll_s
         cfg, clients, names = _setup(config)
         with progress() as bar:
             on_progress = _stack_progress(bar, names)
-            results = deploy_stacks(cfg, names, clients, stack, poll_s=poll_seconds, progress=on_progress)
+            results = deploy_stacks(
+                cfg,
+                names,
+                clients,
+                stack,
+                poll_s=poll_seconds,
+                timeout_s=timeout_minutes * 60,
+                progress=on_progress,
+            )
     rows = [(r.name, r.action, r.status) for r in results]
     console.print(table("stacks", ["stack", "action", "status"], rows))
     for r in results:
@@ -124,6 +143,7 @@ def destroy(
     stack: list[str] | None = STACKS,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
     poll_seconds: float = POLL,
+    timeout_minutes: float = STACK_TIMEOUT,
 ) -> None:
     """Delete the stacks in reverse order, waiting for each (with progress). Buckets, the KMS key and
     ECR repositories are kept."""
@@ -136,7 +156,14 @@ def destroy(
             typer.confirm(f"delete the {names.project}-* stacks in {names.region}?", abort=True)
         with progress() as bar:
             on_progress = _stack_progress(bar, names)
-            results = destroy_stacks(names, clients, stack, poll_s=poll_seconds, progress=on_progress)
+            results = destroy_stacks(
+                names,
+                clients,
+                stack,
+                poll_s=poll_seconds,
+                timeout_s=timeout_minutes * 60,
+                progress=on_progress,
+            )
     console.print(table("stacks", ["stack", "action"], [(r.name, r.action) for r in results]))
     console.print(f"kept: {RETAINED}. Delete them by hand when you no longer need the data.")
 
@@ -151,10 +178,15 @@ def submit_data_job(
     config: str | None = CONFIG,
     output: str | None = typer.Option(None, "--output", "-o", help="default: s3://<data>/curated/<name>/"),
     wait: bool = typer.Option(False, "--wait", help="wait for the run to finish"),
+    timeout_minutes: float | None = typer.Option(
+        None,
+        "--timeout-minutes",
+        help="stop waiting after this long (default: aws.data_job.timeout_minutes + 15)",
+    ),
 ) -> None:
     """Run the Spark curation job on AWS Glue."""
+    from nexus_llm.deploy.data_job import data_job_timeout_s, wait_data_job
     from nexus_llm.deploy.data_job import submit_data_job as submit
-    from nexus_llm.deploy.data_job import wait_data_job
 
     with _user_errors():
         cfg, clients, names = _setup(config)
@@ -167,7 +199,8 @@ def submit_data_job(
         ]
         console.print(table("Glue run", ["field", "value"], rows))
         if wait:
-            final = wait_data_job(clients, run["JobName"], run["JobRunId"], on_state=_say)
+            limit = _job_timeout(timeout_minutes, data_job_timeout_s(cfg))
+            final = wait_data_job(clients, run["JobName"], run["JobRunId"], limit, on_state=_say)
             if final["JobRunState"] != "SUCCEEDED":
                 _say(f"[bold red]run {final['JobRunState']}[/]: ", final.get("ErrorMessage", ""))
                 raise typer.Exit(1)
@@ -184,9 +217,14 @@ def submit_train_job(
     ),
     name: str | None = typer.Option(None, "--name", help="job name (default: <name>-<UTC time>)"),
     wait: bool = typer.Option(False, "--wait", help="wait for the job to finish"),
+    timeout_minutes: float | None = typer.Option(
+        None,
+        "--timeout-minutes",
+        help="stop waiting after this long (default: the job's max_wait_hours (spot) or max_runtime_hours + 30)",
+    ),
 ) -> None:
     """Start a SageMaker training job (spot by default, resuming from the run's checkpoints)."""
-    from nexus_llm.deploy.train_job import parse_overrides, wait_train_job
+    from nexus_llm.deploy.train_job import parse_overrides, train_job_timeout_s, wait_train_job
     from nexus_llm.deploy.train_job import submit_train_job as submit
 
     with _user_errors():
@@ -204,7 +242,8 @@ def submit_train_job(
         ]
         console.print(table("SageMaker training job", ["field", "value"], rows))
         if wait:
-            final = wait_train_job(clients, req["TrainingJobName"], on_state=_say)
+            limit = _job_timeout(timeout_minutes, train_job_timeout_s(req))
+            final = wait_train_job(clients, req["TrainingJobName"], limit, on_state=_say)
             if final["TrainingJobStatus"] != "Completed":
                 _say(f"[bold red]job {final['TrainingJobStatus']}[/]: ", final.get("FailureReason", ""))
                 raise typer.Exit(1)
