@@ -272,14 +272,22 @@ def cost(
     config: str | None = CONFIG,
     price: list[str] | None = typer.Option(None, "--price", help="TYPE=USD_PER_HOUR for an instance type"),
     as_json: bool = typer.Option(False, "--json", help="print the estimate as JSON on stdout"),
+    offline: bool = typer.Option(
+        False, "--offline", help="use only the built-in us-east-1 price table (no AWS Price List API call)"
+    ),
 ) -> None:
-    """Estimate the monthly and per-job cost from the config, showing every price assumed."""
+    """Estimate the monthly and per-job cost from the config, showing every price assumed.
+
+    With AWS credentials, the instance, Fargate and Glue prices of aws.region come from the AWS Price
+    List API; otherwise from a built-in us-east-1 table. The output says which."""
     from nexus_llm.config import load_config
-    from nexus_llm.deploy.cost import estimate, parse_prices
+    from nexus_llm.deploy.cost import estimate, parse_prices, region_prices, table_book
 
     with _user_errors():
         cfg = load_config(config)
-        est = estimate(cfg, parse_prices(price or []))
+        overrides = parse_prices(price or [])
+        book = table_book(cfg.aws.region, "--offline") if offline else region_prices(cfg)
+        est = estimate(cfg, overrides, book)
     if as_json:
         print(json.dumps(est, indent=2, default=vars))
         return
@@ -292,7 +300,8 @@ def _print_estimate(est: dict[str, Any]) -> None:
     peak = est["at_max_tasks"]
     rows.append(("at max_tasks", peak.item, peak.assumption, peak.unit_price, peak.monthly_usd))
     columns = ["group", "item", "assumption", "price", "USD/month"]
-    console.print(table(f"estimated monthly cost, USD (prices: {est['prices_as_of']})", columns, rows))
+    console.print(table(f"estimated monthly cost in {est['region']}, USD", columns, rows))
+    _say("prices: ", est["price_source"])
     console.print(
         "The 'at max_tasks' line is not in the total: it is the serving compute if autoscaling "
         "held max_tasks all month (a rolling deploy at full scale briefly needs twice that)."
@@ -310,4 +319,4 @@ def _print_estimate(est: dict[str, Any]) -> None:
         f"budget: {est['budget_usd']:,.2f} USD/month"
         + (" [bold red](estimate exceeds it)[/]" if over else "")
     )
-    console.print("Prices vary by region and over time; check the AWS pricing pages for yours.")
+    console.print("Prices change over time; check the AWS pricing pages before you commit to a budget.")
