@@ -226,18 +226,18 @@ def main() -> None:
     rounds = opts.rounds or (1 if opts.small else 2)
     if not GUIDE.is_file():
         raise SystemExit(f"the guide's script is not at {GUIDE}")
+    from nexus_llm.console import configure_output
 
+    configure_output(verbose=False)  # the libraries' bars and logs off, as in `nexus` without -v
     import torch
     from transformers import AutoConfig
 
     from machine import describe, summary_line
-    from nexus_llm.console import configure_output
     from nexus_llm.tokenizer.config import TokenizeConfig
     from nexus_llm.tokenizer.encode import run_tokenize
     from nexus_llm.train.hardware import resolve_precision
     from nexus_llm.train.mfu import matmul_weights, measure_cpu_peak, train_flops_per_token
 
-    configure_output(verbose=False)  # the libraries' bars and logs, as in `nexus` without -v
     precision = resolve_precision(opts.precision, cuda=False)
     torch.set_num_threads(opts.threads)
     info = describe(precision=precision, threads=opts.threads, mode=opts.mode)

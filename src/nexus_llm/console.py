@@ -74,6 +74,22 @@ def configure_output(verbose: bool) -> None:
     logging.captureWarnings(True)
     logging.getLogger("py.warnings").setLevel(logging.ERROR)
     _quiet_tqdm(True)
+    _quiet_imported()
+
+
+def _quiet_imported() -> None:
+    """The variables above are read when a library is imported; one imported already (by a script
+    that imports it before calling this) is told directly."""
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.utils.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
 
 
 _set_by_us: set[str] = set()
