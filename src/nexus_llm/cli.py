@@ -98,8 +98,9 @@ def _fail(label: str, message: str, code: int) -> None:
 
 
 def main() -> None:
-    """Console-script entry: user errors print a clear message and exit 2, without a traceback; an
-    object store that stops answering prints what happened and what to do, and exits 3."""
+    """Console-script entry: user errors (a full disk included) print a clear message and exit 2,
+    without a traceback; an object store that stops answering prints what happened and what to do,
+    and exits 3."""
     try:
         app()
     except ModuleNotFoundError as err:
@@ -116,22 +117,14 @@ def main() -> None:
         _fail("config error", str(err), 2)
     except FileNotFoundError as err:
         _fail("not found", str(err), 2)
-    except OSError as err:
-        if err.errno != errno.ENOSPC:
-            if (message := _unreachable(err)) is None:
-                raise
-            _fail("storage error", message, STORAGE_UNREACHABLE_EXIT_CODE)
-        _fail("disk full", err.strerror if err.strerror and not err.filename else str(err), 2)
     except Exception as err:
-        if (message := _unreachable(err)) is None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:  # a full disk, said plainly
+            _fail("disk full", err.strerror if err.strerror and not err.filename else str(err), 2)
+        from nexus_llm.storage import unreachable
+
+        if (message := unreachable(err)) is None:
             raise
         _fail("storage error", message, STORAGE_UNREACHABLE_EXIT_CODE)
-
-
-def _unreachable(err: BaseException) -> str | None:
-    from nexus_llm.storage import unreachable
-
-    return unreachable(err)
 
 
 if __name__ == "__main__":
