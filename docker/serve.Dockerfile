@@ -16,7 +16,8 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY src ./src
-# only the serving extra (torch, transformers, fastapi, uvicorn ...): no Spark, mlflow or lm-eval
+# only the serving extra (torch, transformers, fastapi, uvicorn with uvloop and httptools ...): no Spark,
+# mlflow or lm-eval
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0 \
  && pip install -c constraints.txt ".[serve]" \
  && find /opt/venv -name "__pycache__" -prune -exec rm -rf {} +

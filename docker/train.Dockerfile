@@ -26,8 +26,9 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY src ./src
-# only the training extra (model libraries, accelerate, peft, mlflow ...); tokenizing a curated channel
-# needs the tokenizer code, which uses nothing beyond the model extra: no Spark, lm-eval or FastAPI
+# only the training extra (model libraries, accelerate, peft, mlflow-skinny ...): tokenizing a curated
+# channel needs the tokenizer code, which uses nothing beyond the model extra; no Spark, lm-eval, nor
+# the MLflow server stack (Flask, SQLAlchemy, gunicorn): runs log to an MLflow server over HTTP
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0 \
  && pip install -c constraints.txt ".[train]" \
  && find /opt/venv -name "__pycache__" -prune -exec rm -rf {} +

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from support.noskip import pytest_runtest_makereport  # noqa: F401 - a hook: CI fails on skips
 from support.seaweed import S3Server, seaweed_s3
 from support.tiny import build_tiny_model, build_tiny_tokenizer
 

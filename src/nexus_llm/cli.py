@@ -6,13 +6,15 @@ heavy dependencies (torch, pyspark, ...) inside those functions, so ``nexus --he
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
+from rich.markup import escape
 
 from nexus_llm import __version__
 from nexus_llm.configbase import ConfigError
-from nexus_llm.console import console
+from nexus_llm.console import configure_output, console
 from nexus_llm.data import cli as data_cli
 from nexus_llm.deploy import cli as deploy_cli
 from nexus_llm.eval import cli as eval_cli
@@ -66,41 +68,64 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also show the libraries' progress bars, INFO logs and warnings."
+    ),
 ) -> None:
     """Nexus LLM."""
+    configure_output(verbose)
 
 
 # Which extra provides a third-party module, for a helpful message when one is not installed.
 EXTRAS = {
-    "ftfy": "data", "scipy": "data", "pyspark": "data", "py3langid": "data", "phonenumbers": "data",
+    "ftfy": "data", "scipy": "data", "py3langid": "data", "phonenumbers": "data",
+    "pyspark": "spark", "py4j": "spark",
     "torch": "model", "transformers": "model", "tokenizers": "model", "safetensors": "model",
     "accelerate": "train", "peft": "train", "tensorboard": "train", "matplotlib": "train", "mlflow": "train",
     "lm_eval": "eval",
     "fastapi": "serve", "uvicorn": "serve", "httpx": "serve", "prometheus_client": "serve",
     "boto3": "aws", "botocore": "aws", "troposphere": "aws",
+    "sqlalchemy": "registry", "alembic": "registry",
 }  # fmt: skip
 
 
+STORAGE_UNREACHABLE_EXIT_CODE = 3
+"""Exit status when the object store could not be reached: nothing to fix in the command; run it again."""
+
+
+def _fail(label: str, message: str, code: int) -> None:
+    console.print(f"[bold red]{label}[/]: {escape(message)}", soft_wrap=True)  # messages are not markup
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console-script entry: user errors print a clear message and exit 2, without a traceback."""
+    """Console-script entry: user errors (a full disk included) print a clear message and exit 2,
+    without a traceback; an object store that stops answering prints what happened and what to do,
+    and exits 3."""
     try:
         app()
     except ModuleNotFoundError as err:
         extra = EXTRAS.get((err.name or "").split(".")[0])
         if extra is None:
             raise
-        console.print(
-            f"[bold red]missing dependency[/]: this command needs {err.name!r}. "
-            f"Install it with: pip install 'nexus-llm[{extra}]' (or 'nexus-llm[all]')",
-            soft_wrap=True,
+        _fail(
+            "missing dependency",
+            f"this command needs {err.name!r}. Install it with: pip install 'nexus-llm[{extra}]' "
+            "(or 'nexus-llm[all]')",
+            2,
         )
-        sys.exit(2)
     except ConfigError as err:
-        console.print(f"[bold red]config error[/]: {err}", soft_wrap=True)
-        sys.exit(2)
+        _fail("config error", str(err), 2)
     except FileNotFoundError as err:
-        console.print(f"[bold red]not found[/]: {err}", soft_wrap=True)
-        sys.exit(2)
+        _fail("not found", str(err), 2)
+    except Exception as err:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:  # a full disk, said plainly
+            _fail("disk full", err.strerror if err.strerror and not err.filename else str(err), 2)
+        from nexus_llm.storage import unreachable
+
+        if (message := unreachable(err)) is None:
+            raise
+        _fail("storage error", message, STORAGE_UNREACHABLE_EXIT_CODE)
 
 
 if __name__ == "__main__":

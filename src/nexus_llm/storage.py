@@ -70,6 +70,34 @@ def s3_options() -> dict[str, Any]:
     return opts
 
 
+def unreachable(err: BaseException) -> str | None:
+    """A message for a failure to reach the object store (connection refused or dropped, timeouts,
+    no credentials), found anywhere in ``err``'s chain of causes; ``None`` for any other error.
+
+    s3fs retries such failures before it gives up, so reaching here means the endpoint stayed away.
+    """
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError, NoCredentialsError, PartialCredentialsError
+    except ImportError:  # no S3 libraries, so no S3 failure
+        return None
+    kinds = (BotoConnectionError, HTTPClientError, NoCredentialsError, PartialCredentialsError)
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, kinds):
+            if isinstance(current, NoCredentialsError | PartialCredentialsError):
+                return f"{current}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or storage: in nexus.yaml)"
+            return (
+                f"{current}. The object store stopped answering, so the command stopped. Outputs are "
+                "marked complete only when finished (manifest.json last), so nothing half-written "
+                "will be used: run the same command again once the endpoint answers."
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def is_remote(uri: str) -> bool:
     return "://" in str(uri) and not str(uri).startswith("file://")
 
@@ -305,34 +333,93 @@ def file_sha256(uri: str) -> str:
     return hashlib.sha256(read_bytes(uri)).hexdigest()
 
 
-def upload_dir(local_dir: str, uri: str, exclude: tuple[str, ...] = ()) -> list[str]:
-    """Copy every file under ``local_dir`` to ``uri`` (each atomically); return the relative paths."""
-    copied = []
+TRANSFER_CONCURRENCY = 16
+"""Files copied at once to or from object storage (s3fs runs them concurrently on its event loop)."""
+
+
+def upload_dir(local_dir: str, uri: str, exclude: tuple[str, ...] = (), what: str | None = None) -> list[str]:
+    """Copy every file under ``local_dir`` to ``uri`` (each atomically); return the relative paths.
+
+    To object storage the files go concurrently (:data:`TRANSFER_CONCURRENCY` at a time, each one a
+    single PUT or a multipart upload, so each appears whole or not at all), with a progress display
+    of the bytes sent. ``what`` names the copy in that display.
+    """
+    pairs = []
     for root, _dirs, names in os.walk(local_dir):
         for name in sorted(names):
             source = os.path.join(root, name)
             rel = os.path.relpath(source, local_dir).replace(os.sep, "/")
-            if rel in exclude:
-                continue
-            target = join(uri, *rel.split("/"))
-            if is_remote(uri) or os.path.abspath(target) != os.path.abspath(source):
+            if rel not in exclude:
+                pairs.append((rel, source, join(uri, *rel.split("/"))))
+    if is_remote(uri) and pairs:
+        fs, _ = get_fs(uri)
+        total = sum(os.path.getsize(source) for _, source, _ in pairs)
+        with _transfer(what or f"upload to {uri}", total) as callback:
+            fs.put(
+                [source for _, source, _ in pairs],
+                [get_fs(target)[1] for _, _, target in pairs],
+                callback=callback,
+                batch_size=TRANSFER_CONCURRENCY,
+            )
+    else:
+        for _rel, source, target in pairs:
+            if os.path.abspath(target) != os.path.abspath(source):
                 upload_file_atomic(source, target)
-            copied.append(rel)
-    return sorted(copied)
+    return sorted(rel for rel, _, _ in pairs)
 
 
-def download_dir(uri: str, local_dir: str) -> str:
-    """A local copy of the directory at ``uri`` (``uri`` itself when it is already local)."""
+def download_dir(uri: str, local_dir: str, what: str | None = None) -> str:
+    """A local copy of the directory at ``uri`` (``uri`` itself when it is already local).
+
+    Files are fetched concurrently (:data:`TRANSFER_CONCURRENCY` at a time) with a progress display of
+    the bytes received. A file is written in place, so callers download into a directory they rename
+    into place once complete (:func:`cached_local_copy`) or that they fill again on every run.
+    """
     if not is_remote(uri):
         return uri
     fs, path = get_fs(uri)
     base = path.rstrip("/")
+    found = {p: info for p, info in fs.find(base, detail=True).items() if info.get("type") != "directory"}
     os.makedirs(local_dir, exist_ok=True)
-    for found in fs.find(base):
-        dest = os.path.join(local_dir, *found[len(base) + 1 :].split("/"))
+    sources, targets = [], []
+    for remote in sorted(found):
+        dest = os.path.join(local_dir, *remote[len(base) + 1 :].split("/"))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        fs.get_file(found, dest)
+        sources.append(remote)
+        targets.append(dest)
+    if sources:
+        total = sum(int(found[p].get("size") or 0) for p in sources)
+        with _transfer(what or f"download {uri}", total) as callback:
+            fs.get(sources, targets, callback=callback, batch_size=TRANSFER_CONCURRENCY)
     return local_dir
+
+
+@contextlib.contextmanager
+def _transfer(description: str, total_bytes: int):
+    """An fsspec callback that shows the bytes of a many-file copy in one progress bar."""
+    from fsspec.callbacks import Callback
+
+    from nexus_llm.console import transfer_progress
+
+    with transfer_progress() as bar:
+        task = bar.add_task(description, total=total_bytes)
+
+        class FileBytes(Callback):
+            """One file's callback: its byte counts go to the shared bar."""
+
+            def call(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+            def relative_update(self, inc: int = 1) -> None:
+                bar.advance(task, inc)
+
+        class AllFiles(Callback):
+            """The copy's callback: counts files, and hands each file a :class:`FileBytes`."""
+
+            def branched(self, path_1: str, path_2: str, **kwargs: Any) -> Callback:
+                return FileBytes()
+
+        yield AllFiles()
 
 
 def copy_flat_dir(src_uri: str, dest_uri: str, only: Iterable[str] | None = None) -> list[str]:

@@ -22,7 +22,7 @@ from nexus_llm.deploy.clients import AwsClients
 from nexus_llm.deploy.cloudformation import deploy_stacks, describe, destroy_stacks, exported
 from nexus_llm.deploy.data_job import submit_data_job
 from nexus_llm.deploy.glue_entry import spark_job_argv
-from nexus_llm.deploy.names import STACK_ORDER, ResourceNames, derive_suffix
+from nexus_llm.deploy.names import STACK_ORDER, ResourceNames
 from nexus_llm.deploy.train_job import submit_train_job
 
 pytestmark = pytest.mark.aws
@@ -49,13 +49,24 @@ def aws(moto_url, tmp_path_factory):
     return SimpleNamespace(cfg=cfg, cfg_path=cfg_path, clients=clients, names=names, work=work, deploy=result)
 
 
-def test_bucket_suffix_is_derived_from_account_region_and_project(aws):
-    assert aws.names.suffix == derive_suffix(ACCOUNT, "us-east-1", "nexus")
-    assert (
-        aws.names.suffix
-        == ResourceNames.resolve(aws.cfg.aws, "demo", AwsClients.from_config(aws.cfg.aws)).suffix
-    )
-    assert derive_suffix(ACCOUNT, "eu-west-1", "nexus") != aws.names.suffix
+def test_bucket_names_carry_the_account_cloudformation_filled_in(aws):
+    """The templates say ${AWS::AccountId}; the deployed buckets carry the account STS reports, which
+    is what the job commands compute."""
+    assert aws.names.data_bucket == f"nexus-data-{ACCOUNT}-us-east-1"
+    assert exported(aws.clients)["nexus-DataBucket"] == aws.names.data_bucket
+    deployed = aws.clients.client("cloudformation").get_template(StackName="nexus-storage")["TemplateBody"]
+    assert "${AWS::AccountId}" in json.dumps(deployed) and ACCOUNT not in json.dumps(deployed)
+
+
+def test_commands_that_act_on_aws_need_credentials_and_say_so(aws, monkeypatch, tmp_path):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = nexus("aws", "deploy", "-c", str(aws.cfg_path), "--poll-seconds", "0.05")
+    assert result.exit_code == 2
+    assert "cannot reach AWS to learn the account id" in " ".join(result.output.split())
 
 
 def test_deploy_creates_every_stack_and_prints_the_endpoint(aws):

@@ -165,15 +165,44 @@ IMAGE_CODE = {
     "train": (
         "import nexus_llm.train.sagemaker, nexus_llm.train.loop, nexus_llm.tokenizer.bpe, "
         "nexus_llm.tokenizer.encode, nexus_llm.tokenizer.curated",
-        ["pyspark", "ftfy", "lm_eval", "troposphere"],
+        ["pyspark", "ftfy", "lm_eval", "troposphere", "flask", "sqlalchemy"],
+    ),
+    # the local curation engine (Glue installs the data stage's modules itself, see deploy/data_job.py)
+    "data": (
+        "import nexus_llm.cli, nexus_llm.data.prepare, nexus_llm.data.local, nexus_llm.data.dedup, "
+        "nexus_llm.data.clean",
+        ["pyspark", "torch", "mlflow"],
     ),
 }
 
 
-@pytest.mark.parametrize("extra", ["serve", "train"])
+def extras_of(kind: str) -> list[str]:
+    """The extras an image installs (from its Dockerfile); ``data`` has no image, only its extra."""
+    return ["data"] if kind == "data" else installed_extras(DOCKER / f"{kind}.Dockerfile")
+
+
+def test_extras_hold_only_what_their_stage_runs():
+    """The training image logs to MLflow with mlflow-skinny: no Flask/SQLAlchemy server stack; the data
+    extra has no Spark; torch is not pinned by the package (constraints.txt pins it)."""
+    train = closure(["train"])
+    assert "mlflow-skinny" in train and not train & {"mlflow", "flask", "sqlalchemy", "alembic", "gunicorn"}
+    assert not closure(["data"]) & {"pyspark", "py4j", "torch"}
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    names = {k: {canonicalize_name(Requirement(r).name) for r in v} for k, v in optional.items()}
+    assert {"uvicorn", "uvloop", "httptools"} <= names["serve"]
+    assert "deepspeed" in names["deepspeed"] and "vllm" in names["vllm"]
+    torch = [Requirement(r) for r in optional["model"] if Requirement(r).name == "torch"]
+    assert torch and not any(s.operator == "==" for s in torch[0].specifier)
+    pins = (REPO / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    assert "torch==2.13.0" in pins and not [p for p in pins if p.startswith("datasketch")]
+
+
+@pytest.mark.parametrize("extra", ["serve", "train", "data"])
 def test_image_code_imports_with_only_its_extra(extra, tmp_path):
     imports, absent = IMAGE_CODE[extra]
-    view = site_view(closure(installed_extras(DOCKER / f"{extra}.Dockerfile")), tmp_path / "site")
+    view = site_view(closure(extras_of(extra)), tmp_path / "site")
     probe = (
         f"{imports}\n"
         "import importlib.util\n"

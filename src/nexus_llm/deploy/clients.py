@@ -8,9 +8,42 @@ server on 127.0.0.1 and users can point them at LocalStack, without a code path 
 from __future__ import annotations
 
 import functools
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from nexus_llm.configbase import ConfigError
+
+T = TypeVar("T")
+
+
+class WaitTimeout(TimeoutError):
+    """A wait for AWS outlasted its limit; the operation itself goes on in AWS."""
+
+
+def poll_until(
+    describe: Callable[[], T],
+    finished: Callable[[T], bool],
+    timeout_s: float,
+    poll_s: float,
+    what: str,
+    on_poll: Callable[[T], None] | None = None,
+) -> T:
+    """Call ``describe`` every ``poll_s`` seconds until ``finished`` says so; every wait for AWS goes
+    through here, so none can hang forever. Raises :class:`WaitTimeout` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = describe()
+        if on_poll is not None:
+            on_poll(value)
+        if finished(value):
+            return value
+        if time.monotonic() + poll_s > deadline:
+            raise WaitTimeout(
+                f"{what} has not finished after {timeout_s:,.0f} s of waiting; it goes on in AWS. "
+                "Follow it with `nexus aws status`, or wait longer with --timeout-minutes."
+            )
+        time.sleep(poll_s)
 
 
 class AwsClients:
@@ -49,8 +82,8 @@ class AwsClients:
         except (BotoCoreError, ClientError) as err:
             raise ConfigError(
                 f"cannot reach AWS to learn the account id ({err}). Configure credentials "
-                "(AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or set aws.bucket_suffix "
-                "in nexus.yaml to render without them."
+                "(AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY). `nexus aws render` and "
+                "`nexus aws cost` work without them."
             ) from None
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_llm.config import NexusConfig
-from nexus_llm.deploy.clients import AwsClients
+from nexus_llm.deploy.clients import AwsClients, WaitTimeout, poll_until
 from nexus_llm.deploy.names import STACK_ORDER, ResourceNames
 from nexus_llm.deploy.stacks import build_templates
 
@@ -78,7 +77,7 @@ def deploy_stacks(
     progress: Progress | None = None,
 ) -> list[StackResult]:
     """Create or update each stack in dependency order, waiting for each before the next."""
-    templates = build_templates(cfg, names)
+    templates = build_templates(cfg, names.templated())  # exactly what `nexus aws render` writes
     results = []
     for concern in select(only):
         body = templates[concern].to_json(indent=None)
@@ -161,25 +160,32 @@ def destroy_stacks(
 
 def _wait(clients, name, verb, total, poll_s, timeout_s, progress, concern) -> dict[str, Any]:
     """Poll until the stack leaves ``*_IN_PROGRESS``; raise with the failure reasons if it failed."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    gone = {"StackStatus": "DELETE_COMPLETE"}
+
+    def state() -> dict[str, Any]:
         stack = describe(clients, name)
         if stack is None:
-            if verb == "delete":
-                if progress:
-                    progress(concern, total, total)
-                return {"StackStatus": "DELETE_COMPLETE"}
-            raise StackError(f"stack {name} disappeared while waiting for {verb}")
-        status = stack["StackStatus"]
+            if verb != "delete":
+                raise StackError(f"stack {name} disappeared while waiting for {verb}")
+            return gone
+        return stack
+
+    def show(stack: dict[str, Any]) -> None:
         if progress:
-            progress(concern, _resources_done(clients, name, verb, total), total)
-        if not status.endswith(IN_PROGRESS):
-            if status in FAILED_STATES or (verb == "delete" and status != "DELETE_COMPLETE"):
-                raise StackError(f"stack {name}: {status}\n" + "\n".join(_failure_reasons(clients, name)))
-            return stack
-        if time.monotonic() > deadline:
-            raise StackError(f"stack {name} still {status} after {timeout_s:.0f} s")
-        time.sleep(poll_s)
+            done = total if stack is gone else _resources_done(clients, name, verb, total)
+            progress(concern, done, total)
+
+    try:
+        stack = poll_until(
+            state, lambda s: not s["StackStatus"].endswith(IN_PROGRESS), timeout_s, poll_s,
+            f"stack {name} ({verb})", on_poll=show,
+        )  # fmt: skip
+    except WaitTimeout as err:
+        raise StackError(str(err)) from None
+    status = stack["StackStatus"]
+    if status in FAILED_STATES or (verb == "delete" and status != "DELETE_COMPLETE"):
+        raise StackError(f"stack {name}: {status}\n" + "\n".join(_failure_reasons(clients, name)))
+    return stack
 
 
 def _resources(clients: AwsClients, name: str) -> list[dict[str, Any]]:

@@ -193,7 +193,7 @@ class AwsConfig(StrictModel):
     )
     bucket_suffix: str | None = Field(
         None,
-        description="fixed bucket-name suffix; default: derived from account, region and project",
+        description="fixed bucket-name suffix (adopt existing buckets); default: <account>-<region>",
     )
     render_dir: str = Field("infra", description="where `nexus aws render` writes templates by default")
     network: NetworkSettings = NetworkSettings()

@@ -1,9 +1,11 @@
 """``nexus aws cost``: a monthly and per-job estimate from the instance types and hours in the config.
 
-A small price table is kept here on purpose (no call to the AWS Price List API: it needs credentials,
-and an estimate should be reproducible and reviewable). Prices are on-demand list prices in USD for
-us-east-1 as of PRICES_AS_OF; they differ by region and change over time, and every line of the
-estimate shows the price it assumed. Override or add an instance type with ``--price TYPE=USD_PER_HOUR``.
+Prices of the lines that dominate (the serving EC2 instances or Fargate, SageMaker training, Glue) come
+from the AWS Price List API for the config's ``aws.region`` when AWS credentials are available
+(:func:`region_prices`); otherwise, or when the API does not answer, from the small table kept here:
+on-demand list prices in USD for us-east-1 as of PRICES_AS_OF. The other lines (load balancer, NAT, S3,
+CloudWatch ...) always use the table. The estimate says which source each figure came from, and every
+line shows the price it assumed. Override or add an instance type with ``--price TYPE=USD_PER_HOUR``.
 
 Usage-based charges (logs, metrics, NAT data) depend on traffic; their lines say which volume they
 assume. What is left out is listed in ``EXCLUDED`` and printed under the table.
@@ -11,7 +13,10 @@ assume. What is left out is listed in ``EXCLUDED`` and printed under the table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from nexus_llm.config import NexusConfig
 
@@ -88,6 +93,96 @@ class Line:
     monthly_usd: float
 
 
+PRICE_LIST_ENDPOINT_REGION = "us-east-1"
+"""The Price List Query API answers in a few regions only; prices of every region come from there."""
+
+
+@dataclass
+class PriceBook:
+    """Prices found for this config's region (keys ``ec2:<type>``, ``sagemaker:<type>``,
+    ``fargate:vcpu``, ``fargate:gb``, ``glue:dpu``), and a sentence saying where prices came from."""
+
+    source: str
+    live: dict[str, float] = field(default_factory=dict)
+
+    def get(self, key: str, fallback: float) -> float:
+        return self.live.get(key, fallback)
+
+
+def table_book(region: str, why: str) -> PriceBook:
+    differs = "" if region == "us-east-1" else f"; {region} may differ"
+    return PriceBook(f"built-in table ({PRICES_AS_OF}{differs}): {why}")
+
+
+def region_prices(cfg: NexusConfig, client: Any = None) -> PriceBook:
+    """Look up this config's instance prices in the AWS Price List API for ``aws.region``.
+
+    ``client`` is a boto3 ``pricing`` client (default: one from the standard credential chain). Never
+    raises: without credentials, or when the API fails or has no price for a type, the table is used
+    and the returned book says why.
+    """
+    region = cfg.aws.region
+    if client is None:
+        import boto3
+
+        if boto3.session.Session().get_credentials() is None:
+            return table_book(region, "no AWS credentials for the AWS Price List API")
+        from nexus_llm.deploy.clients import AwsClients
+
+        client = AwsClients(PRICE_LIST_ENDPOINT_REGION, cfg.aws.endpoint_url).client("pricing")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    sv, tr = cfg.aws.serving, cfg.aws.training
+    queries: dict[str, tuple[str, dict[str, str], str | None]] = {
+        f"sagemaker:{tr.instance_type}": ("AmazonSageMaker", {"instanceName": tr.instance_type}, "Train:"),
+        "glue:dpu": ("AWSGlue", {}, "-ETL-DPU-Hour"),  # not ETL-Flex-DPU-Hour
+    }
+    if sv.capacity == "gpu":
+        ec2 = {"instanceType": sv.instance_type, "operatingSystem": "Linux", "tenancy": "Shared",
+               "preInstalledSw": "NA", "capacitystatus": "Used"}  # fmt: skip
+        queries[f"ec2:{sv.instance_type}"] = ("AmazonEC2", ec2, None)
+    else:
+        queries["fargate:vcpu"] = ("AmazonECS", {}, "-Fargate-vCPU-Hours:perCPU")
+        queries["fargate:gb"] = ("AmazonECS", {}, "-Fargate-GB-Hours")
+    live: dict[str, float] = {}
+    try:
+        for key, (service, attributes, usage_suffix) in queries.items():
+            price = _lookup(client, service, {"regionCode": region, **attributes}, usage_suffix)
+            if price is not None:
+                live[key] = price
+    except (BotoCoreError, ClientError) as err:
+        return table_book(region, f"the AWS Price List API failed ({err})")
+    if not live:
+        return table_book(region, f"the AWS Price List API has none of these prices for {region}")
+    missing = [k for k in queries if k not in live]
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    source = f"AWS Price List API, {region}, on-demand, {today}: {', '.join(live)}"
+    if missing:
+        source += f" (not found there, from the table: {', '.join(missing)})"
+    return PriceBook(source + f"; other lines: built-in table ({PRICES_AS_OF})", live)
+
+
+def _lookup(client: Any, service: str, attributes: dict[str, str], usage_suffix: str | None) -> float | None:
+    """The hourly on-demand USD price of the products matching ``attributes`` whose usage type holds
+    ``usage_suffix`` (spot usage types excluded), or None. Should several differ, the highest counts:
+    an estimate errs on the side of cost."""
+    filters = [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in attributes.items()]
+    prices = []
+    for page in client.get_paginator("get_products").paginate(ServiceCode=service, Filters=filters):
+        for item in page.get("PriceList", []):
+            product = json.loads(item) if isinstance(item, str) else item
+            usage = product.get("product", {}).get("attributes", {}).get("usagetype", "")
+            if "Spot" in usage or (usage_suffix is not None and usage_suffix not in usage):
+                continue
+            for term in product.get("terms", {}).get("OnDemand", {}).values():
+                for dim in term.get("priceDimensions", {}).values():
+                    usd = float(dim.get("pricePerUnit", {}).get("USD", 0) or 0)
+                    unit = dim.get("unit", "").lower()
+                    if usd > 0 and ("hour" in unit or "hrs" in unit):
+                        prices.append(usd)
+    return max(prices) if prices else None
+
+
 class PriceError(ValueError):
     """An instance type with no price in the table (add one with ``--price``)."""
 
@@ -107,22 +202,26 @@ def parse_prices(items: list[str]) -> dict[str, float]:
     return prices
 
 
-def _price(table: dict[str, float], extra: dict[str, float], itype: str) -> float:
+def _price(table: dict[str, float], extra: dict[str, float], itype: str, live: float | None = None) -> float:
     if itype in extra:
         return extra[itype]
+    if live is not None:
+        return live
     if itype in table:
         return table[itype]
     raise PriceError(f"no price for {itype}; pass --price {itype}=USD_PER_HOUR (known: {', '.join(table)})")
 
 
-def estimate(cfg: NexusConfig, prices: dict[str, float] | None = None) -> dict:
+def estimate(cfg: NexusConfig, prices: dict[str, float] | None = None, book: PriceBook | None = None) -> dict:
     """Monthly lines (serving, network, storage, monitoring, jobs), the serving compute at
-    ``max_tasks``, and the cost of one job of each kind."""
+    ``max_tasks``, and the cost of one job of each kind. ``book``: prices looked up for the region
+    (:func:`region_prices`); without it, the table."""
     prices = prices or {}
+    book = book or table_book(cfg.aws.region, "no price lookup asked for")
     aws = cfg.aws
-    per_job = {"training": training_job_cost(cfg, prices), "data": data_job_cost(cfg)}
+    per_job = {"training": training_job_cost(cfg, prices, book), "data": data_job_cost(cfg, book)}
     lines = [
-        *_serving_lines(cfg, prices),
+        *_serving_lines(cfg, prices, book),
         *_network_lines(cfg),
         *_storage_lines(cfg),
         *_monitoring_lines(cfg),
@@ -130,25 +229,27 @@ def estimate(cfg: NexusConfig, prices: dict[str, float] | None = None) -> dict:
     ]
     return {
         "prices_as_of": PRICES_AS_OF,
+        "price_source": book.source,
+        "region": aws.region,
         "lines": lines,
         "monthly_total_usd": sum(line.monthly_usd for line in lines),
-        "at_max_tasks": _compute_line(cfg, prices, aws.serving.max_tasks),
+        "at_max_tasks": _compute_line(cfg, prices, aws.serving.max_tasks, book),
         "excluded": EXCLUDED,
         "per_job": per_job,
         "budget_usd": aws.budget.monthly_usd,
     }
 
 
-def _compute_line(cfg: NexusConfig, prices: dict[str, float], tasks: int) -> Line:
+def _compute_line(cfg: NexusConfig, prices: dict[str, float], tasks: int, book: PriceBook) -> Line:
     """Serving compute for ``tasks`` tasks (GPU hosts or Fargate tasks) over the configured hours."""
     sv = cfg.aws.serving
     hours = f"{sv.hours_per_month:g} h"
     if sv.capacity == "gpu":
-        p = _price(EC2_HOURLY, prices, sv.instance_type)
+        p = _price(EC2_HOURLY, prices, sv.instance_type, book.live.get(f"ec2:{sv.instance_type}"))
         usd = tasks * sv.hours_per_month * p
         return Line("serving", f"EC2 {sv.instance_type}", f"{tasks} hosts x {hours}", f"${p}/h", usd)
     vcpu, gb = sv.cpu / 1024, sv.memory_mb / 1024
-    per_h = vcpu * FARGATE_VCPU_HOUR + gb * FARGATE_GB_HOUR
+    per_h = vcpu * book.get("fargate:vcpu", FARGATE_VCPU_HOUR) + gb * book.get("fargate:gb", FARGATE_GB_HOUR)
     item = f"Fargate {vcpu:g} vCPU / {gb:g} GB"
     return Line(
         "serving",
@@ -159,9 +260,9 @@ def _compute_line(cfg: NexusConfig, prices: dict[str, float], tasks: int) -> Lin
     )
 
 
-def _serving_lines(cfg: NexusConfig, prices: dict[str, float]) -> list[Line]:
+def _serving_lines(cfg: NexusConfig, prices: dict[str, float], book: PriceBook) -> list[Line]:
     sv = cfg.aws.serving
-    out = [_compute_line(cfg, prices, sv.min_tasks)]
+    out = [_compute_line(cfg, prices, sv.min_tasks, book)]
     if sv.capacity == "gpu":
         from nexus_llm.deploy.stacks.serving import HOST_DISK_GB
 
@@ -302,22 +403,31 @@ def _job_lines(cfg: NexusConfig, train: dict, data: dict) -> list[Line]:
             "jobs",
             f"Glue {dj.worker_type} x {dj.workers}",
             data_runs,
-            f"${GLUE_DPU_HOUR}/DPU-h",
+            f"${data['dpu_hour']:g}/DPU-h",
             dj.jobs_per_month * data["usd"],
         ),
     ]
 
 
-def training_job_cost(cfg: NexusConfig, prices: dict[str, float] | None = None) -> dict:
+def training_job_cost(
+    cfg: NexusConfig, prices: dict[str, float] | None = None, book: PriceBook | None = None
+) -> dict:
     tr = cfg.aws.training
-    p = _price(SAGEMAKER_TRAINING_HOURLY, prices or {}, tr.instance_type)
+    live = book.live.get(f"sagemaker:{tr.instance_type}") if book else None
+    p = _price(SAGEMAKER_TRAINING_HOURLY, prices or {}, tr.instance_type, live)
     factor = (1 - SPOT_SAVING) if tr.spot else 1.0
     usd = p * tr.instance_count * tr.hours_per_job * factor
     spot = f" x {1 - SPOT_SAVING:.0%} (spot)" if tr.spot else ""
     return {"usd": usd, "unit_price": f"${p}/h{spot}", "hours": tr.hours_per_job}
 
 
-def data_job_cost(cfg: NexusConfig) -> dict:
+def data_job_cost(cfg: NexusConfig, book: PriceBook | None = None) -> dict:
     dj = cfg.aws.data_job
     dpus = GLUE_DPU_PER_WORKER[dj.worker_type] * dj.workers
-    return {"usd": dpus * dj.hours_per_job * GLUE_DPU_HOUR, "dpus": dpus, "hours": dj.hours_per_job}
+    dpu_hour = book.get("glue:dpu", GLUE_DPU_HOUR) if book else GLUE_DPU_HOUR
+    return {
+        "usd": dpus * dj.hours_per_job * dpu_hour,
+        "dpus": dpus,
+        "hours": dj.hours_per_job,
+        "dpu_hour": dpu_hour,
+    }

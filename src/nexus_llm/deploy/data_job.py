@@ -8,7 +8,6 @@ worker type and count from ``aws.data_job``), and starts a run.
 from __future__ import annotations
 
 import json
-import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from nexus_llm import __version__
 from nexus_llm.config import NexusConfig
 from nexus_llm.deploy import artifacts
-from nexus_llm.deploy.clients import AwsClients
+from nexus_llm.deploy.clients import AwsClients, poll_until
 from nexus_llm.deploy.cloudformation import exported
 from nexus_llm.deploy.names import ResourceNames
 
@@ -126,13 +125,21 @@ def _job_exists(glue: Any, name: str) -> bool:
         return False
 
 
-def wait_data_job(clients: AwsClients, job: str, run_id: str, poll_s: float = 30, on_state=None) -> dict:
-    """Poll the run until it ends; returns Glue's description of it."""
+def data_job_timeout_s(cfg: NexusConfig) -> float:
+    """How long to wait for a run: Glue's own job timeout plus 15 minutes for queueing and start-up."""
+    return (cfg.aws.data_job.timeout_minutes + 15) * 60
+
+
+def wait_data_job(
+    clients: AwsClients, job: str, run_id: str, timeout_s: float, poll_s: float = 30, on_state=None
+) -> dict:
+    """Poll the run until it ends (or ``timeout_s`` passes); returns Glue's description of it."""
     glue = clients.client("glue")
-    while True:
-        run = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
-        if on_state:
-            on_state(run["JobRunState"])
-        if run["JobRunState"] in GLUE_DONE:
-            return run
-        time.sleep(poll_s)
+    return poll_until(
+        lambda: glue.get_job_run(JobName=job, RunId=run_id)["JobRun"],
+        lambda run: run["JobRunState"] in GLUE_DONE,
+        timeout_s,
+        poll_s,
+        f"Glue run {run_id} of {job}",
+        on_poll=(lambda run: on_state(run["JobRunState"])) if on_state else None,
+    )

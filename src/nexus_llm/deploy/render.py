@@ -1,4 +1,9 @@
-"""``nexus aws render``: write every stack's template, plus ``render.json`` saying what was rendered."""
+"""``nexus aws render``: write every stack's template, plus ``render.json`` saying what was rendered.
+
+Rendering needs no AWS credentials: the templates leave the account id to CloudFormation's
+``${AWS::AccountId}`` pseudo parameter (see :mod:`nexus_llm.deploy.names`), so they are the same for
+every account, and ``deploy`` sends exactly these templates.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ SUMMARY = "render.json"
 
 def render_templates(cfg: NexusConfig, names: ResourceNames, out_dir: str) -> dict[str, Any]:
     """Write ``<concern>.json`` for each stack and ``render.json`` last (the completion marker)."""
+    names = names.templated()
     storage.makedirs(out_dir)
     files = {}
     for concern, template in build_templates(cfg, names).items():
@@ -33,6 +39,7 @@ def render_templates(cfg: NexusConfig, names: ResourceNames, out_dir: str) -> di
         "region": names.region,
         "run_name": names.run_name,
         "bucket_suffix": names.suffix,
+        # with ${AWS::AccountId} where CloudFormation puts the account id, unless a suffix is pinned
         "buckets": {k: names.bucket(k) for k in ("data", "models", "logs")},
         "deploy_order": list(STACK_ORDER),
         "stacks": files,

@@ -18,7 +18,6 @@ The model directory goes to ``s3://<models>/training/<name>/<job>/output/model.t
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import yaml
 from nexus_llm.config import NexusConfig, parse_config
 from nexus_llm.configbase import ConfigError
 from nexus_llm.deploy import artifacts
-from nexus_llm.deploy.clients import AwsClients, dns_suffix
+from nexus_llm.deploy.clients import AwsClients, dns_suffix, poll_until
 from nexus_llm.deploy.cloudformation import exported
 from nexus_llm.deploy.names import ResourceNames
 
@@ -185,12 +184,24 @@ def submit_train_job(
     return request
 
 
-def wait_train_job(clients: AwsClients, name: str, poll_s: float = 60, on_state=None) -> dict:
+def train_job_timeout_s(request: dict[str, Any]) -> float:
+    """How long to wait for a job: its own stopping condition (spot: the whole wait, queueing
+    included) plus 30 minutes for SageMaker to start the instances and upload the model."""
+    stop = request["StoppingCondition"]
+    return stop.get("MaxWaitTimeInSeconds", stop["MaxRuntimeInSeconds"]) + 30 * 60
+
+
+def wait_train_job(
+    clients: AwsClients, name: str, timeout_s: float, poll_s: float = 60, on_state=None
+) -> dict:
     sm = clients.client("sagemaker")
-    while True:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if on_state:
-            on_state(f"{job['TrainingJobStatus']} / {job.get('SecondaryStatus', '')}")
-        if job["TrainingJobStatus"] in SAGEMAKER_DONE:
-            return job
-        time.sleep(poll_s)
+    return poll_until(
+        lambda: sm.describe_training_job(TrainingJobName=name),
+        lambda job: job["TrainingJobStatus"] in SAGEMAKER_DONE,
+        timeout_s,
+        poll_s,
+        f"training job {name}",
+        on_poll=(lambda job: on_state(f"{job['TrainingJobStatus']} / {job.get('SecondaryStatus', '')}"))
+        if on_state
+        else None,
+    )

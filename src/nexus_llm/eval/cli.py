@@ -11,8 +11,8 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -20,6 +20,9 @@ from typer.core import TyperGroup
 from nexus_llm.cliopts import set_option
 from nexus_llm.configbase import ConfigError
 from nexus_llm.console import console
+
+if TYPE_CHECKING:  # annotations only: typer vendors its own click, which need not be installed
+    import click
 
 
 class _DefaultRunGroup(TyperGroup):

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from nexus_llm.cliopts import set_option
-from nexus_llm.console import console, table
+from nexus_llm.console import console, human, table
 
 STAGE_HELP = "one of: data, base_model, tokenizer, tokenize, train, eval"
 
@@ -111,4 +111,4 @@ def runs_list(
 
 def _metric(run: dict, key: str) -> str:
     value = run["metrics"].get(key)
-    return f"{value:.4g}" if value is not None else ""
+    return human(value) if value is not None else ""

@@ -16,7 +16,7 @@ from typing import Any
 
 from nexus_llm import storage
 from nexus_llm.config import NexusConfig
-from nexus_llm.console import console, table
+from nexus_llm.console import console, human, table
 from nexus_llm.pipeline.stages import NAMES, STAGES, stage_keys
 from nexus_llm.workspace import Layout, Stage
 
@@ -127,8 +127,4 @@ def print_next_steps(results: list[StageResult], layout: Layout) -> None:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+    return human(value)

@@ -83,10 +83,31 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; return the limit now in force.
+
+    Every connection holds a descriptor: under systemd or some container runtimes the soft limit is
+    1,024, and past it accept() fails and new clients (the load balancer's /health probe too) hang.
+    The hard limit is the operator's ceiling; the soft one is ours to raise.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as err:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, err)
+    return soft
+
+
 def run_server(app: FastAPI, host: str, port: int, drain_timeout_s: float, access_log: bool = False) -> int:
     """Serve ``app`` until a signal; return the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     configure_emf_stdout()
+    raise_open_file_limit()
     config = uvicorn.Config(
         app,
         host=host,

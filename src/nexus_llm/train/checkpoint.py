@@ -12,10 +12,15 @@ a checkpoint that looks usable, and neither does a copy that arrived out of orde
 Local: accelerate writes into ``.tmp-checkpoint-<step>``, which is renamed into place and then marked.
 Remote (``s3://``): accelerate writes to a node-local staging directory, every node uploads its files,
 and the main process writes ``COMPLETE`` after all uploads, so a new machine can resume from it.
+
+A save that fails (a full disk most often) removes its own partial directory, so the space comes back
+and the checkpoints before it stay as they were; a full disk is reported as such (torch's own message
+for it is an "unexpected pos" from its zip writer).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -87,8 +92,12 @@ def save_checkpoint(
     if accelerator.is_local_main_process and os.path.exists(local):
         shutil.rmtree(local)
     accelerator.wait_for_everyone()
-    with quiet_tied_weights():
-        accelerator.save_state(local)
+    try:
+        with quiet_tied_weights():
+            accelerator.save_state(local)
+    except Exception as err:
+        shutil.rmtree(local, ignore_errors=True)  # every process: a node's part may be half written
+        raise _save_error(err, local, checkpoint_dir) from err
     accelerator.wait_for_everyone()
     if remote and accelerator.is_local_main_process:
         storage.upload_dir(local, final)
@@ -104,6 +113,29 @@ def save_checkpoint(
         prune(checkpoint_dir, keep)
     accelerator.wait_for_everyone()
     return final
+
+
+LOW_SPACE_BYTES = 64 << 20
+"""Free space under which a failed save is taken for a full disk (torch reports it obliquely)."""
+
+
+def _save_error(err: Exception, local: str, checkpoint_dir: str) -> Exception:
+    """``err``, or, when the disk is full, an ``OSError(ENOSPC)`` that says so and what to do."""
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(local))).free
+    except OSError:
+        free = None
+    enospc = isinstance(err, OSError) and err.errno == errno.ENOSPC
+    if not enospc and (free is None or free >= LOW_SPACE_BYTES):
+        return err
+    left = f" ({free / 2**20:,.1f} MiB free)" if free is not None else ""
+    return OSError(
+        errno.ENOSPC,
+        f"no space left on the device of {os.path.dirname(os.path.abspath(local))}{left} while saving "
+        f"{os.path.basename(local).removeprefix('.tmp-')}. The unfinished checkpoint was removed; the "
+        f"complete ones in {checkpoint_dir} are intact. Make room (or lower train.save_total_limit) and "
+        "run the same command again: training resumes from the latest complete checkpoint.",
+    )
 
 
 class _TiedWeightsFilter(logging.Filter):

@@ -112,5 +112,11 @@ def global_arn(service: str, resource: str) -> Sub:
     return Sub(f"arn:${{AWS::Partition}}:{service}:::{resource}")
 
 
+def cfn_value(name: str) -> str | Sub:
+    """A name from :class:`ResourceNames` as a template value: names holding the account carry the
+    ``${AWS::AccountId}`` pseudo parameter, which only ``Fn::Sub`` resolves."""
+    return Sub(name) if "${" in name else name
+
+
 def log_group_name(names: ResourceNames, what: str) -> str:
     return f"/nexus/{names.project}/{what}"

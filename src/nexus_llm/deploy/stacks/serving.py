@@ -33,6 +33,7 @@ from troposphere import elasticloadbalancingv2 as elb
 from nexus_llm.config import NexusConfig
 from nexus_llm.deploy.names import ResourceNames
 from nexus_llm.deploy.stacks.common import (
+    cfn_value,
     checkov_skip,
     image_uri,
     import_list,
@@ -224,7 +225,7 @@ def _tcp(port: int, description: str, **peer) -> ec2.SecurityGroupRule:
 def _load_balancer(cfg: NexusConfig, names: ResourceNames, sg) -> elb.LoadBalancer:
     attrs = {
         "access_logs.s3.enabled": "true",
-        "access_logs.s3.bucket": names.logs_bucket,
+        "access_logs.s3.bucket": cfn_value(names.logs_bucket),
         "access_logs.s3.prefix": "alb",
         "routing.http.drop_invalid_header_fields.enabled": "true",
         "idle_timeout.timeout_seconds": "300",  # long, streamed completions
@@ -313,7 +314,7 @@ def _task_definition(cfg: NexusConfig, names: ResourceNames, log_group, keys) ->
     """The serving container; ``keys`` is the API-key secret's ARN (None: anonymous endpoint)."""
     sv = cfg.aws.serving
     env = {
-        "NEXUS_MODEL_URI": sv.model_uri or names.model_uri(),
+        "NEXUS_MODEL_URI": sv.model_uri or cfn_value(names.model_uri()),
         "NEXUS_SERVICE_NAME": names.service_dimension,
         "AWS_REGION": Ref("AWS::Region"),
     }

@@ -14,6 +14,7 @@ from troposphere import GetAtt, Ref, Sub, ecr, glue, kms, s3
 from nexus_llm.config import NexusConfig
 from nexus_llm.deploy.names import ResourceNames
 from nexus_llm.deploy.stacks.common import (
+    cfn_value,
     checkov_skip,
     deny_insecure_transport,
     export,
@@ -68,7 +69,7 @@ def build(cfg: NexusConfig, names: ResourceNames):
     t.add_resource(_glue_security(names, key))
     export(t, names, "KmsKeyArn", GetAtt(key, "Arn"), "KMS key for buckets, logs, topics, images")
     for kind in ("data", "models", "logs"):
-        export(t, names, f"{kind.title()}Bucket", names.bucket(kind), f"the {kind} bucket")
+        export(t, names, f"{kind.title()}Bucket", cfn_value(names.bucket(kind)), f"the {kind} bucket")
     export(t, names, "GlueSecurityConfiguration", f"{names.project}-glue", "Glue encryption settings")
     return t
 
@@ -108,7 +109,7 @@ def _key(names: ResourceNames) -> kms.Key:
 
 def _common_bucket_props(names: ResourceNames, kind: str) -> dict[str, Any]:
     return {
-        "BucketName": names.bucket(kind),
+        "BucketName": cfn_value(names.bucket(kind)),
         "PublicAccessBlockConfiguration": s3.PublicAccessBlockConfiguration(
             BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
         ),
@@ -168,7 +169,8 @@ def _kms_bucket(cfg: NexusConfig, names: ResourceNames, kind: str, key: kms.Key)
             ]
         ),
         LoggingConfiguration=s3.LoggingConfiguration(
-            DestinationBucketName=names.logs_bucket, LogFilePrefix=f"s3-access/{names.bucket(kind)}/"
+            DestinationBucketName=cfn_value(names.logs_bucket),
+            LogFilePrefix=cfn_value(f"s3-access/{names.bucket(kind)}/"),
         ),
         LifecycleConfiguration=_lifecycle(cfg, *rules),
         **_common_bucket_props(names, kind),
