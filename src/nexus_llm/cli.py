@@ -51,7 +51,9 @@ app.command("serve")(serve_cli.serve)
 bench_app.command("serve")(serve_cli.bench_serve)
 app.command("run")(pipeline_cli.run)
 app.command("status")(pipeline_cli.status)
-runs_app = typer.Typer(help="The model registry: runs recorded by `nexus run`.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Completed `nexus run` flows recorded in the tracking store (MLflow).", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 runs_app.command("list")(pipeline_cli.runs_list)
 app.add_typer(deploy_cli.app, name="aws")

@@ -20,9 +20,9 @@ from nexus_llm.configbase import ConfigError, StrictModel, format_validation_err
 from nexus_llm.data.config import DataConfig
 from nexus_llm.deploy.config import AwsConfig
 from nexus_llm.eval.config import EvalConfig
-from nexus_llm.pipeline.registry import RegistryConfig
 from nexus_llm.serve.config import ServeConfig
 from nexus_llm.tokenizer.config import TokenizeConfig, TokenizerConfig
+from nexus_llm.tracking import TrackingConfig
 from nexus_llm.train.config import TrainConfig
 
 __all__ = [
@@ -66,7 +66,7 @@ class NexusConfig(StrictModel):
     eval: EvalConfig = EvalConfig()
     serve: ServeConfig = ServeConfig()
     aws: AwsConfig = AwsConfig()
-    registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
     def _heldout_split_follows_tokenize(self) -> NexusConfig:

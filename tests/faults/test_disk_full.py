@@ -86,7 +86,8 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one_and_the_run_resume
 
     second = (out / "second.log").read_text()
     assert int((out / "second.rc").read_text()) == 0, second[-3000:]
-    assert "resumed from" in second and "checkpoint-4" in second, second[-3000:]
+    joined = "".join(second.split())  # the console wraps long paths at any character
+    assert "resumedfrom" in joined and "checkpoint-4" in joined, second[-3000:]
     a, b = _metrics(whole / "runs"), _metrics(out / "runs")
     assert [r["step"] for r in b] == [r["step"] for r in a]
     assert abs(a[-1]["loss"] - b[-1]["loss"]) < 1e-4 and abs(a[-1]["val_loss"] - b[-1]["val_loss"]) < 1e-4

@@ -39,7 +39,7 @@ def write_config(tmp_path, corpus_slice):
 
     def write(workspace: str, **updates) -> Path:
         cfg = {**TINY, "workspace": workspace, "data": {"inputs": [str(corpus_slice)]},
-               "registry": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}}  # fmt: skip
+               "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}}  # fmt: skip
         for section, values in updates.items():
             cfg[section] = {**cfg.get(section, {}), **values}
         path = tmp_path / "nexus.yaml"

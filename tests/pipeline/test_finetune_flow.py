@@ -31,7 +31,7 @@ def _config(tmp_path, corpus_slice, tiny_model_dir, **train):
                   "micro_batch_size": 4, "max_steps": 4, "eval_every": 4, "eval_batches": 2, "save_every": 4,
                   "log_every": 2, "tensorboard": False, "chat_repeat": 2, **train},
         "eval": {"max_tokens": 300, "prompts": [], "chat_prompts": ["Say number 3."], "max_new_tokens": 4},
-        "registry": {"enabled": False},
+        "tracking": {"record_runs": False},
     }  # fmt: skip
     path = tmp_path / "nexus.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -28,7 +28,14 @@ from nexus_llm.workspace import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT = re.compile(r"^\[nexus\] .+ \(see (docs/[a-z]+\.md|README\.md)\)$", re.S)
-FINETUNE = ["--set", "train.epochs=1", "--set", "eval.max_new_tokens=40", "--set", "registry.enabled=false"]
+FINETUNE = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "eval.max_new_tokens=40",
+    "--set",
+    "tracking.record_runs=false",
+]
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from nexus_llm.config import parse_config
+from nexus_llm.tracking import TrackingConfig
 from nexus_llm.train.checkpoint import COMPLETE, complete_checkpoints
 from nexus_llm.train.loop import FAULT_KILL_ENV, INTERRUPTED_EXIT_CODE, run_train
 from support.train import make_tokens, run_module, train_section, write_config
@@ -50,9 +51,9 @@ def test_validation_loss_falls_and_the_export_generates_with_plain_transformers(
     tokens, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the file store needs no database set-up
-    mlflow = {"tracking_uri": (tmp_path / "mlruns").as_uri(), "experiment": "t"}
-    section = train_section(tokens, tmp_path, max_steps=30, eval_every=10, tensorboard=True, mlflow=mlflow)
-    summary = run_train(*_cfg_paths(section), seed=7)
+    tracking = TrackingConfig(uri=(tmp_path / "mlruns").as_uri(), experiment="t", log_training=True)
+    section = train_section(tokens, tmp_path, max_steps=30, eval_every=10, tensorboard=True)
+    summary = run_train(*_cfg_paths(section), seed=7, tracking=tracking)
     records = _metrics(tmp_path)
     assert [r["step"] for r in records] == list(range(1, 31))
     for r in records:
@@ -64,7 +65,7 @@ def test_validation_loss_falls_and_the_export_generates_with_plain_transformers(
     assert list((tmp_path / "runs" / "tensorboard").glob("events.out.tfevents.*"))
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(mlflow["tracking_uri"])
+    client = MlflowClient(tracking.uri)
     (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [10, 20, 30]
     model_dir = tmp_path / "model"

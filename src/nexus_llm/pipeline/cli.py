@@ -23,7 +23,7 @@ def run(
     ),
     until: str = typer.Option(None, "--until", help=f"Stop after this stage ({STAGE_HELP})."),
     no_registry: bool = typer.Option(
-        False, "--no-registry", help="Do not record the run in the model registry."
+        False, "--no-registry", help="Do not record the run in the tracking store (tracking.record_runs)."
     ),
     overrides: list[str] | None = set_option(),
 ) -> None:
@@ -46,7 +46,7 @@ def run(
     layout = Layout(workspace or cfg.workspace)
     print_summary(results, layout)
     if (
-        cfg.registry.enabled
+        cfg.tracking.record_runs
         and not no_registry
         and all(r.status in ("done", "skipped", "not needed") for r in results)
     ):
@@ -57,19 +57,19 @@ def run(
 def _register(cfg, layout, results) -> None:
     from nexus_llm import storage
     from nexus_llm.eval.results import RESULTS
-    from nexus_llm.pipeline.registry import record_run, tracking_uri
+    from nexus_llm.tracking import record_run, tracking_uri
 
     try:
         evaluation = storage.read_json(storage.join(layout.eval, RESULTS))
     except FileNotFoundError:
         evaluation = None
     run_id = record_run(
-        cfg.registry, cfg.name, cfg.model_dump(mode="json"), layout.root,
+        cfg.tracking, cfg.name, cfg.model_dump(mode="json"), layout.root,
         next(r.key for r in results if r.stage == "eval"), {r.stage: r.figures for r in results}, evaluation,
     )  # fmt: skip
     if run_id:
         console.print(
-            f"registry: recorded run {run_id} in {tracking_uri(cfg.registry)} (see `nexus runs list`)",
+            f"tracking: recorded run {run_id} in {tracking_uri(cfg.tracking)} (see `nexus runs list`)",
             soft_wrap=True,  # a URI broken over two lines cannot be copied
         )
 
@@ -86,16 +86,16 @@ def status(workspace: str = typer.Argument(..., help="Workspace directory or s3:
 
 
 def runs_list(
-    config: Path = typer.Option(None, "-c", "--config", help="nexus.yaml (its registry: section)."),
+    config: Path = typer.Option(None, "-c", "--config", help="nexus.yaml (its tracking: section)."),
     limit: int = typer.Option(20, help="How many recent runs to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List the runs recorded in the model registry, newest first."""
+    """List the completed `nexus run` flows recorded in the tracking store (MLflow), newest first."""
     from nexus_llm.config import load_config
-    from nexus_llm.pipeline.registry import list_runs
+    from nexus_llm.tracking import list_runs
 
     cfg = load_config(config)
-    runs = list_runs(cfg.registry, limit)
+    runs = list_runs(cfg.tracking, limit)
     if as_json:
         print(json.dumps(runs, indent=2))
         return

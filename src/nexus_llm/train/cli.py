@@ -39,7 +39,7 @@ def train(
     )  # fmt: skip
     paths = cfg.paths(workspace or full.workspace)
     seed = cfg.seed if cfg.seed is not None else full.seed
-    summary = run_train(cfg, paths, seed, full.name)
+    summary = run_train(cfg, paths, seed, full.name, full.tracking)
     if summary.get("interrupted"):
         raise typer.Exit(INTERRUPTED_EXIT_CODE)
     last = summary.get("last") or {}

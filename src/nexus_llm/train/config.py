@@ -56,11 +56,6 @@ class DistributedSettings(StrictModel):
     fsdp: FsdpSettings = FsdpSettings()
 
 
-class MlflowSettings(StrictModel):
-    tracking_uri: str = Field(..., description="e.g. http://127.0.0.1:5000 or file:./mlruns")
-    experiment: str = "nexus"
-
-
 class TrainConfig(StrictModel):
     """``nexus train`` settings."""
 
@@ -128,7 +123,6 @@ class TrainConfig(StrictModel):
     save_every: int = Field(200, ge=1)
     save_total_limit: int = Field(2, ge=1, description="complete checkpoints kept")
     tensorboard: bool = True
-    mlflow: MlflowSettings | None = None
     record_samples: bool = Field(False, description="write the sequence indices of every step to run_dir")
     distributed: DistributedSettings = DistributedSettings()
 

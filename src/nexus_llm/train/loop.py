@@ -23,6 +23,7 @@ from nexus_llm.configbase import ConfigError
 from nexus_llm.console import console
 from nexus_llm.models.loading import resolve_model
 from nexus_llm.tokenizer import shards
+from nexus_llm.tracking import TrackingConfig
 from nexus_llm.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from nexus_llm.train.config import TrainConfig, TrainPaths
 from nexus_llm.train.data import ChatRows, DataPosition, EpochOrder, PackedTokens, TrainingData, slots
@@ -311,7 +312,13 @@ def _advance(s: Session, state: TrainState, window: Window, log: RunLog) -> floa
     return grad_norm
 
 
-def run_train(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str = "nexus") -> dict[str, Any]:
+def run_train(
+    cfg: TrainConfig,
+    paths: TrainPaths,
+    seed: int,
+    name: str = "nexus",
+    tracking: TrackingConfig | None = None,
+) -> dict[str, Any]:
     """Train (resuming from the latest complete checkpoint) and export; see the module docstring.
 
     Returns a summary; ``interrupted`` is True when a SIGTERM/SIGINT stopped the run after saving.
@@ -319,12 +326,14 @@ def run_train(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str = "nexus
     settings (precision, strategy).
     """
     try:
-        return _run(cfg, paths, seed, name)
+        return _run(cfg, paths, seed, name, tracking)
     finally:
         reset_accelerator_state()
 
 
-def _run(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str) -> dict[str, Any]:
+def _run(
+    cfg: TrainConfig, paths: TrainPaths, seed: int, name: str, tracking: TrackingConfig | None
+) -> dict[str, Any]:
     started = time.perf_counter()
     s = _setup(cfg, paths, seed)
     acc, model = s.accelerator, s.model
@@ -339,7 +348,7 @@ def _run(cfg: TrainConfig, paths: TrainPaths, seed: int, name: str) -> dict[str,
         base_config(unwrapped), cfg.seq_len, trainable_fraction(unwrapped)
     )
     peak, peak_source = device_peak_flops(acc.device, s.precision)
-    log.start_mlflow(cfg.mlflow, name, {**cfg.model_dump(exclude={"mlflow"}), "precision": s.precision})
+    log.start_tracking(tracking, name, {**cfg.model_dump(), "precision": s.precision})
     _say(
         acc,
         f"training {parameter_count(unwrapped):,} parameters on {acc.num_processes} "

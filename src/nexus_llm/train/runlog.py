@@ -1,4 +1,4 @@
-"""What a run records: ``metrics.jsonl``, TensorBoard events, MLflow (when configured), ``loss.png``.
+"""What a run records: ``metrics.jsonl``, TensorBoard events, MLflow (``tracking.log_training``), ``loss.png``.
 
 On resume from step S, records after S are dropped from ``metrics.jsonl`` (and from the sample
 records) and TensorBoard purges its events after S: they belong to a timeline that the restart
@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from nexus_llm.console import console
-from nexus_llm.train.config import MlflowSettings
+from nexus_llm.tracking import TrackingConfig, TrainingTracker
 
 METRICS = "metrics.jsonl"
 LOSS_PNG = "loss.png"
@@ -50,7 +50,7 @@ class RunLog:
         if self.samples_path:
             truncate_jsonl(self.samples_path, resume_step)
         self.tb = None
-        self.mlflow = None
+        self.tracker: TrainingTracker | None = None
         if not main:
             return
         truncate_jsonl(os.path.join(run_dir, METRICS), resume_step)
@@ -59,16 +59,9 @@ class RunLog:
 
             self.tb = SummaryWriter(os.path.join(run_dir, "tensorboard"), purge_step=resume_step + 1)
 
-    def start_mlflow(self, settings: MlflowSettings | None, run_name: str, params: dict[str, Any]) -> None:
-        if not (self.main and settings):
-            return
-        import mlflow
-
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        mlflow.set_experiment(settings.experiment)
-        mlflow.start_run(run_name=run_name)
-        mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
-        self.mlflow = mlflow
+    def start_tracking(self, tracking: TrackingConfig | None, run_name: str, params: dict[str, Any]) -> None:
+        if self.main:
+            self.tracker = TrainingTracker(tracking, run_name, params)
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.main:
@@ -83,8 +76,8 @@ class RunLog:
                 self.tb.add_scalar(
                     f"train/{key}" if not key.startswith("val") else f"val/{key}", value, record["step"]
                 )
-        if self.mlflow is not None:
-            self.mlflow.log_metrics(numbers, step=record["step"])
+        if self.tracker is not None:
+            self.tracker.log(record["step"], numbers)
 
     def samples(self, step: int, epoch: int, indices: list[int]) -> None:
         if self.samples_path:
@@ -98,8 +91,8 @@ class RunLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-        if self.mlflow is not None:
-            self.mlflow.end_run()
+        if self.tracker is not None:
+            self.tracker.close()
         if self.main:
             plot_loss(self.run_dir)
 

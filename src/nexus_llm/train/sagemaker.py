@@ -185,7 +185,7 @@ def run() -> int:
         }
     )
     seed = train.seed if train.seed is not None else cfg.seed
-    summary = run_train(train, train.paths(work_dir), seed, cfg.name)
+    summary = run_train(train, train.paths(work_dir), seed, cfg.name, cfg.tracking)
     return INTERRUPTED_EXIT_CODE if summary.get("interrupted") else 0
 
 

@@ -52,7 +52,7 @@ def _run(cfg, layout: Layout) -> dict[str, Any]:
         update["init_from"] = layout.base_model  # the imported copy (base_model stage)
     train = cfg.train.model_copy(update=update)
     seed = train.seed if train.seed is not None else cfg.seed
-    summary = run_train(train, train.paths(layout.root), seed, cfg.name)
+    summary = run_train(train, train.paths(layout.root), seed, cfg.name, cfg.tracking)
     if summary.get("interrupted"):
         raise StageInterrupted("training was interrupted after saving a checkpoint; rerun to resume")
     return summary
