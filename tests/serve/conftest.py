@@ -71,8 +71,8 @@ def wait_healthy(url: str, timeout: float = 120.0) -> None:
 
 
 def make_engine(model_dir: Path, **kw) -> BatchingEngine:
-    """An engine on one torch thread, as `nexus serve` runs on 2 cores (one core left for HTTP)."""
-    return BatchingEngine(lambda: load_model(str(model_dir), threads=1), model_dir.name, **kw)
+    """An engine on one torch thread in float32 (outputs are compared with transformers' own generate)."""
+    return BatchingEngine(lambda: load_model(str(model_dir), "float32", threads=1), model_dir.name, **kw)
 
 
 @pytest.fixture(scope="package")
