@@ -133,37 +133,57 @@ def sample_rows(
     """
     device = logits.device
     temperature, top_p, top_k = temperature.to(device), top_p.to(device), top_k.to(device)
-    greedy = logits.argmax(dim=-1)
     sampled = temperature > 0
     if not bool(sampled.any()):
-        return greedy
+        return logits.argmax(dim=-1)
     probs = (logits / temperature.clamp(min=1e-6).unsqueeze(-1)).softmax(dim=-1)
     u = torch.stack([torch.rand(TRIALS + 1, generator=g) for g in generators]).to(device)
     cdf = probs.cumsum(dim=-1)
     vocab = probs.shape[-1]
     candidates = torch.searchsorted(cdf, (u[:, :TRIALS] * cdf[:, -1:]).contiguous()).clamp(max=vocab - 1)
-    accepted = _in_nucleus(probs, candidates, top_p, top_k)
-    drawn = candidates.gather(-1, accepted.float().argmax(dim=-1, keepdim=True)).squeeze(-1)
-    missed = sampled & ~accepted.any(dim=-1)
+    first = _first_in_nucleus(probs, candidates, top_p, top_k, sampled)
+    drawn = candidates.gather(-1, first.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    missed = sampled & (first < 0)
     if bool(missed.any()):
         rows = missed.nonzero().squeeze(-1)
         drawn[rows] = _sample_sorted(probs[rows], top_p[rows], top_k[rows], u[rows, TRIALS])
-    return torch.where(sampled, drawn, greedy)
+    if bool(sampled.all()):
+        return drawn
+    return torch.where(sampled, drawn, logits.argmax(dim=-1))
 
 
-def _in_nucleus(probs: torch.Tensor, candidates: torch.Tensor, top_p: torch.Tensor, top_k: torch.Tensor):
-    """Whether each candidate token ([rows, trials]) survives the row's top-p and top-k cuts."""
+def _first_in_nucleus(
+    probs: torch.Tensor,
+    candidates: torch.Tensor,
+    top_p: torch.Tensor,
+    top_k: torch.Tensor,
+    sampled: torch.Tensor,
+) -> torch.Tensor:
+    """Per row, the first trial whose candidate survives the row's top-p and top-k cuts (-1: none did).
+
+    Trials are checked lazily: a row leaves as soon as one of its candidates is accepted, so with
+    top_p 0.95 nearly every row costs one pass over the vocabulary instead of ``TRIALS`` (16 rows of
+    SmolLM2's 49k vocabulary: 9 ms a step before, measured on the development machine). The result is
+    the same as checking every trial.
+    """
+    rows = probs.shape[0]
+    first = torch.full((rows,), -1, dtype=torch.long, device=probs.device)
     filtered = (top_p < 1.0) | (top_k > 0)
-    ok = torch.ones_like(candidates, dtype=torch.bool)
-    if not bool(filtered.any()):
-        return ok
-    p_cand = probs.gather(-1, candidates)
-    for t in range(candidates.shape[1]):  # one [rows, vocab] pass per trial keeps memory flat
-        likelier = probs > p_cand[:, t : t + 1]
-        mass_before = torch.where(likelier, probs, 0.0).sum(dim=-1)
+    first[sampled & ~filtered] = 0  # no cut: the first draw is the sample
+    pending = (sampled & filtered).nonzero().squeeze(-1)
+    for t in range(candidates.shape[1]):
+        if pending.numel() == 0:
+            break
+        sub = probs if pending.numel() == rows else probs.index_select(0, pending)
+        p_cand = sub.gather(-1, candidates[pending, t : t + 1])
+        likelier = sub > p_cand
+        mass_before = torch.where(likelier, sub, 0.0).sum(dim=-1)
         rank = likelier.sum(dim=-1)
-        ok[:, t] = (mass_before < top_p) & ((top_k == 0) | (rank < top_k))
-    return ok
+        k = top_k[pending]
+        ok = (mass_before < top_p[pending]) & ((k == 0) | (rank < k))
+        first[pending[ok]] = t
+        pending = pending[~ok]
+    return first
 
 
 def _sample_sorted(probs: torch.Tensor, top_p: torch.Tensor, top_k: torch.Tensor, u: torch.Tensor):
