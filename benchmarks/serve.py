@@ -386,8 +386,9 @@ def bf16_gguf(model_dir: Path, out: Path) -> Path:
         return out
     src = llama_server().parents[2]
     tmp = out.with_suffix(".tmp")
-    subprocess.run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", "bf16",
-                    "--outfile", str(tmp)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    with open(OUT / "convert-bf16.log", "w") as log:
+        subprocess.run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", "bf16",
+                        "--outfile", str(tmp)], check=True, stdout=log, stderr=log)  # fmt: skip
     tmp.rename(out)
     return out
 
