@@ -393,7 +393,9 @@ def bf16_gguf(model_dir: Path, out: Path) -> Path:
     return out
 
 
-def servers(model: Path, threads: int, with_baseline: bool) -> list[tuple[str, str, Callable]]:
+def servers(
+    model: Path, threads: int, with_baseline: bool, poll0: bool = False
+) -> list[tuple[str, str, Callable]]:
     """(name, api, command for a concurrency and port) of every server compared, the guide's first."""
     py = sys.executable
     out: list[tuple[str, str, Callable]] = []
@@ -401,13 +403,14 @@ def servers(model: Path, threads: int, with_baseline: bool) -> list[tuple[str, s
         out.append(("guide's server", "generate",
                     lambda c, port: ([py, str(BASELINE), "--port", str(port)], {"MODEL_PATH": str(model)})))  # fmt: skip
     binary = llama_server()
-    for name, gguf in (
-        ("llama.cpp BF16", bf16_gguf(model, OUT / "smollm2-bf16.gguf")),
-        ("llama.cpp Q4_1", GGUF_Q4),
-    ):
-        out.append((name, "completions", lambda c, port, gguf=gguf: (
+    bf16 = bf16_gguf(model, OUT / "smollm2-bf16.gguf")
+    variants = [("llama.cpp BF16", bf16, []), ("llama.cpp Q4_1", GGUF_Q4, [])]
+    if poll0:  # llama.cpp's threads busy-poll for work by default (--poll 50); 0 makes them wait passively
+        variants.append(("llama.cpp BF16 --poll 0", bf16, ["--poll", "0"]))
+    for name, gguf, extra in variants:
+        out.append((name, "completions", lambda c, port, gguf=gguf, extra=extra: (
             [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
-             "-tb", str(threads), "-np", str(c), "-c", str(256 * c), "--no-webui"], {})))  # fmt: skip
+             "-tb", str(threads), "-np", str(c), "-c", str(256 * c), "--no-webui", *extra], {})))  # fmt: skip
     out.append(("nexus serve", "completions",
                 lambda c, port: ([py, "-m", "nexus_llm.cli", "serve", str(model), "--port", str(port)], {})))  # fmt: skip
     return out
@@ -431,7 +434,10 @@ def run_real(args) -> dict:
     model = smollm2(OUT / "smollm2")
     threads = default_threads()
     levels = [int(x) for x in args.levels.split(",")]
-    table = servers(model, threads, not args.skip_baseline)
+    table = servers(model, threads, not args.skip_baseline, args.llama_poll0)
+    if args.only:
+        wanted = {n.strip() for n in args.only.split(",")}
+        table = [t for t in table if t[0] in wanted]
     results: dict[str, dict[int, list[dict]]] = {name: {c: [] for c in levels} for name, _, _ in table}
     for r in range(args.rounds):
         for i, c in enumerate(levels):
@@ -511,6 +517,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="sweeps of all levels and servers (medians)")
     p.add_argument("--skip-baseline", action="store_true", help="leave out the guide's server")
     p.add_argument("--baseline-max", type=int, default=16, help="highest concurrency for the guide's server")
+    p.add_argument(
+        "--llama-poll0", action="store_true", help="add llama.cpp BF16 with --poll 0 (no busy-polling)"
+    )
+    p.add_argument("--only", help="comma-separated server names to run (e.g. 'nexus serve,llama.cpp BF16')")
     p.add_argument("--engines", action="store_true", help="only compare the engines in-process (demo model)")
     p.add_argument("--kernels", action="store_true", help="only the in-process kernel and runner timings")
     p.add_argument("--small", action="store_true", help="with --engines: fewer, shorter requests")

@@ -74,6 +74,24 @@ def test_the_fast_runner_gives_transformers_logits_for_prefill_chunks_and_decode
     torch.testing.assert_close(second[1], want0[9:], atol=2e-4, rtol=1e-4)
 
 
+def test_int8_weights_serve_one_or_two_sequences_and_batches_keep_bf16(hf_model):
+    torch.manual_seed(1)
+    prompts = [torch.randint(3, 300, (12,)).tolist() for _ in range(3)]
+    plain = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20)
+    int8 = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20, quantize="int8")
+    assert int8.layers[0].qkv.q8 is not None and plain.layers[0].qkv.q8 is None
+    with torch.inference_mode():
+        for runner in (plain, int8):
+            for key in range(3):
+                assert runner.add(key, 64)
+        batch = [Work(k, p, 0, "last") for k, p in enumerate(prompts)]
+        assert all(torch.equal(a, b) for a, b in zip(plain.forward(batch), int8.forward(batch), strict=True))
+        one = [Work(0, [9], 12, "last")]  # one token: the int8 kernel
+        want, got = plain.forward(one)[0], int8.forward(one)[0]
+    assert not torch.equal(want, got)
+    assert (got - want).abs().max() < 0.05 * want.abs().max() and got.argmax() == want.argmax()
+
+
 def test_a_long_prompt_is_prefilled_in_chunks_while_another_request_keeps_decoding(chunked, hf_model):
     long_prompt = list(range(5, 205))  # 200 tokens: 13 steps of 16
 
@@ -115,6 +133,12 @@ def test_a_repeated_prefix_is_taken_from_the_cache_and_changes_nothing(chunked):
     assert records[h3.request_id].cached_prompt_tokens == 96  # and one token is always recomputed
     assert third == first
     assert chunked.stats().cached_prompt_tokens >= 192
+    from prometheus_client import generate_latest
+
+    from nexus_llm.serve.metrics import ServeMetrics
+
+    text = generate_latest(ServeMetrics(chunked.stats, lambda: 0, emf=False).registry).decode()
+    assert f"nexus_engine_cached_prompt_tokens_total {float(chunked.stats().cached_prompt_tokens)}" in text
 
 
 def test_prompt_logprobs_are_transformers_log_softmax(chunked, hf_model):

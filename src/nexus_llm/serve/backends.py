@@ -77,6 +77,7 @@ def make_engine(kind: str, local: str, name: str, settings: ServeConfig) -> Engi
             prefix_cache_bytes=settings.prefix_cache_mb << 20,
             adapters=settings.lora,
             runner=settings.runner,
+            quantize=settings.quantize,
         )
 
     return BatchingEngine(

@@ -96,7 +96,7 @@ class BatchingEngine(EngineCore):
         load: Callable[[], LoadedModel],
         model_name: str,
         *,
-        max_batch_size: int = 32,
+        max_batch_size: int = 64,
         max_waiting: int = 10_000,
         max_prefill_tokens: int = 256,
     ) -> None:
@@ -284,13 +284,13 @@ class BatchingEngine(EngineCore):
                 break  # the cache is full: wait for running sequences to finish
             self._incoming.popleft()
             seq.admitted = True
+            self._rows.append(seq)  # first: whatever fails below fails it with the batch
             if seq.params.grammar is not None:
                 seq.row.matcher = seq.params.grammar.matcher()
             if seq.prompt_lp is None:  # prompt logprobs need every prompt position computed
                 seq.computed = runner.reuse_prefix(seq.key, seq.prompt)
                 self._cached[seq.key] = seq.computed
                 self._cached_tokens += seq.computed
-            self._rows.append(seq)
 
     def _plan(self) -> tuple[list[Work], list[_Sequence]]:
         """This step's work: one token per decoding sequence, then prompt chunks within the token budget."""

@@ -38,7 +38,7 @@ class ServeConfig(StrictModel):
         description="auto = vLLM when it is installed and a CUDA GPU is visible, else the built-in engine",
     )
     max_batch_size: int = Field(
-        32, ge=1, le=4096, description="sequences decoded together in one forward pass"
+        64, ge=1, le=4096, description="sequences decoded together in one forward pass"
     )
     max_prefill_tokens: int = Field(
         256,
@@ -82,9 +82,14 @@ class ServeConfig(StrictModel):
         "float32; the checkpoint's dtype on GPU",
     )
     threads: int | None = Field(
-        None, ge=1, description="torch CPU threads (default: every usable core; OpenMP waits passively)"
+        None, ge=1, description="torch CPU threads (default: every usable core; OpenMP spins briefly)"
     )
     playground: bool = Field(True, description="serve the chat playground page at /")
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="int8 = also keep weight-only int8 weights and use them for steps of one or two "
+        "sequences (faster there on a CPU, slightly less exact; fast runner only)",
+    )
     emf: bool = Field(True, description="one CloudWatch Embedded Metric Format JSON line per request")
     access_log: bool = Field(False, description="uvicorn's access log (EMF lines already cover requests)")
     model_cache_dir: str | None = Field(

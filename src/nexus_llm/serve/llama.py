@@ -89,10 +89,22 @@ def _can_pack(weight: torch.Tensor) -> bool:
     )
 
 
-class Linear:
-    """``y = x @ W.T + b`` with ``W`` prepacked for oneDNN where that works (see the module docstring)."""
+INT8_MAX_ROWS = 2
+"""With ``quantize="int8"``, steps of at most this many tokens use the int8 weights (see :class:`Linear`)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, pack: bool = True) -> None:
+
+class Linear:
+    """``y = x @ W.T + b`` with ``W`` prepacked for oneDNN where that works (see the module docstring).
+
+    ``int8=True`` also keeps a weight-only int8 copy (per output channel, symmetric) and uses it for
+    inputs of at most ``INT8_MAX_ROWS`` rows through ``torch._weight_int8pack_mm``: reading half the
+    bytes makes a one-sequence decode step faster on a memory-bound CPU, while that kernel is slower than
+    the bf16 one from four rows on (``benchmarks/serve.py --kernels``), so batches keep bf16.
+    """
+
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor | None = None, pack: bool = True, int8: bool = False
+    ) -> None:
         self.out_features, self.in_features = weight.shape
         self.bias = bias.contiguous() if bias is not None else None
         self.weight = weight.contiguous()
@@ -108,10 +120,19 @@ class Linear:
                     self.packed = packed
             except (RuntimeError, AttributeError):  # an ATen build without the oneDNN ops
                 self.packed = None
+        self.q8: tuple[torch.Tensor, torch.Tensor] | None = None
+        if int8 and weight.device.type == "cpu":
+            w = weight.float()
+            scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
+            q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+            self.q8 = (q, scale.to(weight.dtype))
         if self.packed is not None:
             self.weight = None  # the packed copy is the only one kept
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.q8 is not None and x.shape[0] <= INT8_MAX_ROWS:
+            y = torch._weight_int8pack_mm(x, *self.q8)
+            return y if self.bias is None else y + self.bias
         if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
@@ -334,8 +355,10 @@ class LlamaRunner:
         prefix_cache_bytes: int = 0,
         prefix_block: int = 16,
         adapters: dict[str, str] | None = None,
+        quantize: str = "none",
     ) -> None:
         reason = unsupported_reason(model)
+        int8 = quantize == "int8"
         if reason:
             raise ValueError(f"LlamaRunner cannot run this model: {reason}")
         cfg = model.config
@@ -351,7 +374,7 @@ class LlamaRunner:
         self.eps = inner.norm.variance_epsilon
         self.embed = inner.embed_tokens.weight.detach()
         self.norm = inner.norm.weight.detach()
-        self.lm_head = Linear(model.lm_head.weight.detach())
+        self.lm_head = Linear(model.lm_head.weight.detach(), int8=int8)
         self.layers = []
         for layer in inner.layers:
             a, mlp = layer.self_attn, layer.mlp
@@ -366,13 +389,17 @@ class LlamaRunner:
                     norm1=layer.input_layernorm.weight.detach(),
                     norm2=layer.post_attention_layernorm.weight.detach(),
                     qkv=Linear(
-                        torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(), qkv_bias
+                        torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(),
+                        qkv_bias,
+                        int8=int8,
                     ),
-                    o=Linear(a.o_proj.weight.detach(), _bias(a.o_proj)),
+                    o=Linear(a.o_proj.weight.detach(), _bias(a.o_proj), int8=int8),
                     gate_up=Linear(
-                        torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(), gate_up_bias
+                        torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(),
+                        gate_up_bias,
+                        int8=int8,
                     ),
-                    down=Linear(mlp.down_proj.weight.detach(), _bias(mlp.down_proj)),
+                    down=Linear(mlp.down_proj.weight.detach(), _bias(mlp.down_proj), int8=int8),
                 )
             )
         self.intermediate = self.layers[0].gate_up.out_features // 2
@@ -536,8 +563,8 @@ class LlamaRunner:
             self._lora(lora, index, "q_proj", h, qkv, 0)
             self._lora(lora, index, "k_proj", h, qkv, heads * hd)
             self._lora(lora, index, "v_proj", h, qkv, (heads + kvh) * hd)
-        q = _rope(qkv[:, : heads * hd].view(n, heads, hd), cos, sin)
-        k = _rope(qkv[:, heads * hd : (heads + kvh) * hd].view(n, kvh, hd), cos, sin)
+        qk = _rope(qkv[:, : (heads + kvh) * hd].view(n, heads + kvh, hd), cos, sin)  # q and k in one go
+        q, k = qk[:, :heads], qk[:, heads:]
         v = qkv[:, (heads + kvh) * hd :].view(n, kvh, hd)
         keys, values = self.cache.data[index, 0], self.cache.data[index, 1]  # [slots, kvh, cap, hd]
         keys[slot_t, :, pos_t] = k

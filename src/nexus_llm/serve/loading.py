@@ -59,9 +59,9 @@ def default_threads() -> int:
 
     Until this release one core was left to the HTTP side, because torch's OpenMP workers spin at
     barriers and a spinning worker that shares a core with the event loop (or another process) slowed a
-    step down many times over. ``nexus serve`` now starts OpenMP with a passive wait policy (see
-    :func:`configure_openmp`), so an idle worker sleeps instead of spinning and all cores can go to the
-    model: docs/serve.md has the measurements.
+    step down many times over. ``nexus serve`` now starts OpenMP with a short spin count (see
+    :func:`configure_openmp`), so an idle worker soon sleeps and all cores can go to the model:
+    docs/serve.md has the measurements.
     """
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -70,25 +70,41 @@ def default_threads() -> int:
     return max(1, cpus)
 
 
-OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+OPENMP_ENV = {"GOMP_SPINCOUNT": "3000"}
 """Set for ``nexus serve`` before torch loads (a user's own values win); see :func:`configure_openmp`."""
 
 
 def configure_openmp() -> dict[str, str]:
-    """Make OpenMP workers sleep at barriers instead of spinning (must run before ``import torch``).
+    """Let idle OpenMP workers spin only briefly before they sleep (must run before ``import torch``).
 
-    Measured on the shared 2-core development machine with SmolLM2-135M, 2 torch threads, while other
-    processes kept the cores busy: the default (spinning) policy took 502-517 ms per decode step of one
-    sequence and 979-2075 ms for 16 sequences; with ``OMP_WAIT_POLICY=PASSIVE`` 49-51 ms and 77-108 ms,
-    as fast as one thread (56-83 ms and 104-151 ms). A spinning worker that loses its core to another
-    thread stalls every barrier of every operator; a sleeping one costs a wake-up per parallel region.
-    Returns the variables it set.
+    torch's OpenMP (libgomp, in PyTorch's Linux wheels) spins a worker for ~300,000 iterations before it
+    sleeps. A spinning worker that loses its core to another thread — the event loop, an HTTP client on
+    the same machine, another process — stalls every barrier of every operator, and the server spends
+    much of each step between operators (Python, the GIL, the event loop). ``GOMP_SPINCOUNT=3000`` keeps
+    back-to-back operators cheap and puts an idle worker to sleep within microseconds. Measured with
+    SmolLM2-135M on the 2-core development machine, end to end (``nexus bench serve``, 64 tokens per
+    request, two interleaved rounds, load average about 1; tokens/s at concurrency 1 and 16):
+
+    ========================  ===========  ===========
+    OpenMP setting            c = 1        c = 16
+    ========================  ===========  ===========
+    default (spinning)        3.1          355
+    GOMP_SPINCOUNT=30000      33.7-36.5    318-323
+    GOMP_SPINCOUNT=3000       34.9-35.5    302-325
+    OMP_WAIT_POLICY=PASSIVE   27.2-30.4    221-264
+    one thread                25.5-28.8    235-238
+    ========================  ===========  ===========
+
+    With two busy-looping processes on the same 2 cores, 3000 spins and passive waiting were alike
+    (decode step of one sequence 51-84 ms, of 16: 105-123 ms). Returns the variables it set.
     """
     import sys
 
     if "torch" in sys.modules:
         return {}  # too late: OpenMP read its environment when torch loaded
-    set_now = {k: v for k, v in OPENMP_ENV.items() if k not in os.environ}
+    set_now = {
+        k: v for k, v in OPENMP_ENV.items() if k not in os.environ and "OMP_WAIT_POLICY" not in os.environ
+    }
     os.environ.update(set_now)
     return set_now
 
@@ -148,11 +164,13 @@ def load_model(
     prefix_cache_bytes: int = 256 << 20,
     adapters: dict[str, str] | None = None,
     runner: str = "auto",
+    quantize: str = "none",
 ) -> LoadedModel:
     """Load tokenizer and weights for inference (eval mode, no gradients) and build the model runner.
 
     ``runner`` is ``auto`` (the fast Llama runner when the architecture allows, else the generic one),
     ``llama`` or ``hf``. ``adapters`` maps names to peft LoRA directories (Llama runner only).
+    ``quantize="int8"`` adds weight-only int8 copies for one- and two-sequence steps (Llama runner, CPU).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -179,6 +197,10 @@ def load_model(
         raise ValueError(f"the fast runner cannot serve this model: {reason}")
     if adapters and reason:
         raise ValueError(f"LoRA adapters need the fast runner, which cannot serve this model: {reason}")
+    if quantize != "none" and (reason or runner == "hf"):
+        raise ValueError(
+            f"quantize {quantize!r} needs the fast runner, which cannot serve this model: {reason}"
+        )
     if runner == "hf" or (runner == "auto" and reason):
         if adapters:
             raise ValueError("LoRA adapters are served by the fast runner only (runner: auto or llama)")
@@ -192,6 +214,7 @@ def load_model(
             kv_budget_bytes=kv_cache_bytes or default_kv_cache_bytes(cuda),
             prefix_cache_bytes=prefix_cache_bytes,
             adapters=adapters,
+            quantize=quantize,
         )
         kind = "llama"
     return LoadedModel(

@@ -132,8 +132,8 @@ class Serving:
 
     async def completions(self, req: schemas.CompletionRequest, http: Request) -> Response:
         rec = _record(http)
+        self._check_ready()  # first: the adapters are known once the model is loaded
         adapter = self._check_model(req.model)
-        self._check_ready()
         prompts = req.prompts()
         self._check_prompt_count(len(prompts), req.n)
         self._check_features(req, logprobs=req.logprobs is not None, echo=req.echo and req.logprobs is not None,
@@ -182,8 +182,8 @@ class Serving:
 
     async def chat(self, req: schemas.ChatCompletionRequest, http: Request) -> Response:
         rec = _record(http)
+        self._check_ready()  # first: the adapters are known once the model is loaded
         adapter = self._check_model(req.model)
-        self._check_ready()
         self._check_prompt_count(1, req.n)
         self._check_features(req, logprobs=req.logprobs, echo=False, adapter=adapter)
         grammar = await self._grammar(req.response_format)
@@ -212,8 +212,8 @@ class Serving:
 
     async def tokenize(self, req: schemas.TokenizeRequest) -> dict[str, Any]:
         """vLLM's ``/tokenize``: token ids of a prompt, or of chat messages through the template."""
-        self._check_model(req.model)
         self._check_ready()
+        self._check_model(req.model)
         if req.prompt is not None:
             add = True if req.add_special_tokens is None else req.add_special_tokens
             ids = await self._encode(req.prompt, add)
@@ -230,8 +230,8 @@ class Serving:
 
     async def detokenize(self, req: schemas.DetokenizeRequest) -> dict[str, Any]:
         """vLLM's ``/detokenize``: the text of token ids (special tokens included, as vLLM does)."""
-        self._check_model(req.model)
         self._check_ready()
+        self._check_model(req.model)
         ids = self._check_ids(req.tokens, param="tokens")
         return {"prompt": await self._decode(ids)}
 
