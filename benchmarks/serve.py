@@ -1,20 +1,32 @@
-"""Serving throughput and latency: the guide's server vs ``nexus serve`` on the same model and prompts.
+"""Serving throughput and latency on a real model: the guide's server, llama.cpp and ``nexus serve``.
 
-    .venv/bin/python benchmarks/serve.py [--small] [--model DIR]
-    .venv/bin/python benchmarks/serve.py --engines    # the engine choice: ours vs transformers' manager
+    .venv/bin/python benchmarks/serve.py                   # SmolLM2-135M-Instruct, c = 1, 4, 16, 64
+    .venv/bin/python benchmarks/serve.py --levels 1,16 --rounds 2
+    .venv/bin/python benchmarks/serve.py --engines         # the engine choice: ours vs transformers' manager
+    .venv/bin/python benchmarks/serve.py --kernels         # linear kernels and the fast runner, in-process
 
-The baseline is ``../shared/baselines/seed_server.py`` (the guide's FastAPI app: ``model.generate``
-inside the async endpoint, one request at a time), run as shipped, and once more with
-``OMP_NUM_THREADS=1`` so that the thread setting ``nexus serve`` chooses is not mistaken for the gain
-of batching. Each server runs alone, as its own process on 127.0.0.1, and gets the same
-deterministic prompts on its ``/generate`` endpoint (the guide's API, which both serve) at
-concurrency 1, 4 and 16, from ``nexus bench serve``'s load generator; ``/health`` is probed every
-0.25 s throughout. ``nexus serve`` is also measured on streamed ``/v1/completions`` for time to first
-token. Generated tokens per second counts the tokens each server reports.
+Servers, each alone in its own process on 127.0.0.1, started fresh for every measurement:
 
-The model is a demo-size Llama (hidden 256, 4 layers, 8k vocabulary, random weights: speed does not
-depend on the weights) with a byte-level BPE tokenizer trained on the example corpus; it is built
-once under ``.bench/serve-model``.
+1. the guide's server, ``../shared/baselines/seed_server.py`` as shipped (``model.generate`` inside the
+   async endpoint, one request at a time; fp32), on its ``/generate`` API (no streaming, so no TTFT);
+   not run at concurrency 64 by default (one request at a time: 128 requests take minutes);
+2. llama.cpp's ``llama-server`` on a BF16 GGUF (the same precision as ``nexus serve`` picks on a CPU
+   with AVX512-BF16), written by llama.cpp's own ``convert_hf_to_gguf.py`` from the imported model;
+3. ``llama-server`` on the Q4_1 GGUF the model was imported from (llama.cpp's quantized kernels);
+4. ``nexus serve MODEL`` with default flags.
+
+llama.cpp is built from the sources vendored in the ``llama-cpp-python`` sdist (``pip download
+--no-binary``), ``cmake --build build --target llama-server`` (about 4 minutes on 2 cores), once, under
+``$NEXUS_CACHE/llamacpp`` (default ``~/.cache/nexus_llm/llamacpp``); the conversion needs the ``gguf`` and
+``sentencepiece`` packages (``pip install nexus-llm[dev]``). It runs with ``-t``/``-tb`` = the cores
+``nexus serve`` uses, ``-np`` = the concurrency (one slot per client) and 256 context tokens per slot.
+
+Load: ``nexus bench serve``'s closed-loop generator, the same deterministic 24-word prompts for every
+server, ``max_tokens`` 64, temperature 0.8, top_p 0.95, ``ignore_eos`` where the server has it (llama.cpp,
+nexus: every request generates 64 tokens), streamed ``/v1/completions`` for llama.cpp and nexus;
+max(8, 2 x concurrency) requests per level after two warm-up requests; ``/health`` probed every 0.25 s.
+Servers alternate: each level runs every server in turn, in an order rotated from level to level, and
+``--rounds`` repeats the whole sweep (medians are reported).
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,6 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT.parent / "shared" / "baselines" / "seed_server.py"
 CORPUS = ROOT / "examples" / "corpus"
 OUT = ROOT / ".bench"
+GGUF_Q4 = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+LLAMA_CPP_PYTHON = "0.3.36"  # the llama-cpp-python sdist whose vendored llama.cpp is built
+CACHE = Path(os.environ.get("NEXUS_CACHE", Path.home() / ".cache" / "nexus_llm")) / "llamacpp"
 
 
 def build_model(out: Path) -> Path:
@@ -202,94 +218,326 @@ def compare_engines(model_dir: Path, rows: int, tokens: int, rounds: int = 3) ->
     }
 
 
-def run_levels(url: str, api: str, levels: list[int], args, stream: bool = False) -> dict[int, dict]:
+def kernels(model_dir: Path) -> str:
+    """The in-process numbers behind the fast runner and the int8 decision (one torch thread, CPU time).
+
+    1. every linear layer of the model once, at 1 and 16 rows, through: ``F.linear`` on bf16 weights,
+       bf16 weights prepacked for oneDNN (what :class:`nexus_llm.serve.llama.Linear` does), int8
+       weight-only (``torch._weight_int8pack_mm``) and fbgemm's dynamic int8 (``quantized.linear_dynamic``);
+    2. the log-loss of SmolLM2 on 400 tokens of this repository's README with fp32, bf16 and dynamic-int8
+       linears (the accuracy side of int8);
+    3. one decode step of transformers' forward vs :class:`~nexus_llm.serve.llama.LlamaRunner`.
+    """
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nexus_llm.serve import llama
+    from nexus_llm.serve.runner import Work
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    m16 = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
+    weights = [mod.weight.detach() for mod in m16.modules() if isinstance(mod, torch.nn.Linear)]
+
+    def cpu_ms(fn, rounds: int = 3) -> float:
+        fn()
+        start = time.thread_time()
+        for _ in range(rounds):
+            fn()
+        return (time.thread_time() - start) / rounds * 1000
+
+    def q8_dynamic(w):
+        w = w.float()
+        scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
+        q = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(q, None)
+
+    def q8_weight_only(w):
+        scale = (w.float().abs().amax(dim=1) / 127).clamp(min=1e-8)
+        return (w.float() / scale[:, None]).round().to(torch.int8), scale.to(torch.bfloat16)
+
+    packed = [torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), 16) for w in weights]
+    wo = [q8_weight_only(w) for w in weights]
+    dyn = [q8_dynamic(w) for w in weights]
+    lines = ["| linear kernel (all layers once) | 1 row (ms) | 16 rows (ms) |", "| --- | ---: | ---: |"]
+    kinds = {
+        "bf16, F.linear": lambda x, i: F.linear(x, weights[i]),
+        "bf16, prepacked for oneDNN (nexus)": lambda x, i: torch.ops.mkldnn._linear_pointwise(
+            x, packed[i], None, "none", [], ""),
+        "int8 weight-only, _weight_int8pack_mm": lambda x, i: torch._weight_int8pack_mm(x, *wo[i]),
+        "int8 dynamic (fbgemm), fp32 activations": lambda x, i: torch.ops.quantized.linear_dynamic(
+            x.float(), dyn[i], False),
+    }  # fmt: skip
+    with torch.inference_mode():
+        for name, op in kinds.items():
+            cols = []
+            for rows in (1, 16):
+                xs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=torch.bfloat16) for w in weights}
+                cols.append(
+                    cpu_ms(lambda op=op, xs=xs: [op(xs[w.shape[1]], i) for i, w in enumerate(weights)])
+                )
+            lines.append(f"| {name} | {cols[0]:.1f} | {cols[1]:.1f} |")
+        # accuracy of dynamic int8
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        ids = tok((ROOT / "README.md").read_text())["input_ids"][:400]
+        m32 = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+        def loss(model, linear=None) -> tuple[float, torch.Tensor]:
+            original = llama.Linear
+            if linear is not None:
+                llama.Linear = linear
+            try:
+                runner = llama.LlamaRunner(model, context_length=1024, kv_budget_bytes=1 << 30)
+            finally:
+                llama.Linear = original
+            runner.add(0, 512)
+            lp = runner.forward([Work(0, ids, 0, "all")])[0].log_softmax(-1)
+            return float(-lp[:-1].gather(-1, torch.tensor(ids[1:])[:, None]).mean()), lp.argmax(-1)
+
+        class Dynamic:
+            def __init__(self, weight, bias=None, pack=True):
+                self.out_features, self.in_features = weight.shape
+                self.packed, self.p = True, q8_dynamic(weight)
+
+            def __call__(self, x):
+                return torch.ops.quantized.linear_dynamic(x, self.p, False)
+
+        _, base_arg = loss(m32)
+        lines += [
+            "",
+            "| linears | log-loss (nats/token) | next-token argmax = fp32's |",
+            "| --- | ---: | ---: |",
+        ]
+        for name, model, linear in (("fp32", m32, None), ("bf16 (nexus default here)", m16, None),
+                                    ("int8 dynamic, all", m32, Dynamic)):  # fmt: skip
+            value, arg = loss(model, linear)
+            lines.append(f"| {name} | {value:.3f} | {(arg == base_arg).float().mean():.1%} |")
+        # one decode step: transformers' forward vs the fast runner
+        from transformers import DynamicCache
+
+        lines += [
+            "",
+            "| decode step, bf16, 60-token contexts | 1 row (ms) | 16 rows (ms) |",
+            "| --- | ---: | ---: |",
+        ]
+        hf, ours = [], []
+        runner = llama.LlamaRunner(m16, context_length=1024, kv_budget_bytes=1 << 30)
+        for rows in (1, 16):
+            cache = DynamicCache(config=m16.config)
+            m16(input_ids=torch.full((rows, 60), 5), cache=cache, use_cache=True, logits_to_keep=1)
+            step = torch.full((rows, 1), 7)
+
+            def hf_step(cache=cache, step=step):
+                m16(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1)
+                cache.crop(-1)  # back to the 60-token context
+
+            hf.append(cpu_ms(hf_step, 10))
+            for k in range(rows):
+                runner.add(k, 128)
+            runner.forward([Work(k, [5] * 60, 0, "none") for k in range(rows)])
+            ours.append(cpu_ms(lambda rows=rows: runner.forward([Work(k, [7], 60) for k in range(rows)]), 10))
+            for k in range(rows):
+                runner.remove(k)
+        lines.append(f"| transformers forward | {hf[0]:.1f} | {hf[1]:.1f} |")
+        lines.append(f"| nexus LlamaRunner | {ours[0]:.1f} | {ours[1]:.1f} |")
+    return "\n".join(lines)
+
+
+def llama_server() -> Path:
+    """llama.cpp's server binary, built once from the llama-cpp-python sdist's vendored sources."""
+    import tarfile
+
+    src = CACHE / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
+    binary = src / "build" / "bin" / "llama-server"
+    if binary.is_file():
+        return binary
+    CACHE.mkdir(parents=True, exist_ok=True)
+    sdist = CACHE / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
+    if not sdist.is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", str(CACHE)], check=True)  # fmt: skip
+    with tarfile.open(sdist) as tar:
+        tar.extractall(CACHE, filter="data")
+    print(f"building llama-server in {src} (about 4 minutes on 2 cores) ...", flush=True)
+    subprocess.run(["cmake", "-B", "build", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+                    "-DLLAMA_BUILD_EXAMPLES=OFF", "-DGGML_NATIVE=ON", "-DCMAKE_BUILD_TYPE=Release"],
+                   cwd=src, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(["cmake", "--build", "build", "--target", "llama-server", f"-j{os.cpu_count() or 2}"],
+                   cwd=src, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    return binary
+
+
+def smollm2(out: Path) -> Path:
+    """SmolLM2-135M-Instruct imported from its GGUF (``nexus model import``), once."""
+    if (out / "config.json").is_file():
+        return out
+    from nexus_llm.models.importer import import_model
+
+    import_model(str(GGUF_Q4), str(out))
+    return out
+
+
+def bf16_gguf(model_dir: Path, out: Path) -> Path:
+    """A BF16 GGUF of ``model_dir`` written by llama.cpp's own converter, once."""
+    if out.is_file():
+        return out
+    src = llama_server().parents[2]
+    tmp = out.with_suffix(".tmp")
+    with open(OUT / "convert-bf16.log", "w") as log:
+        subprocess.run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", "bf16",
+                        "--outfile", str(tmp)], check=True, stdout=log, stderr=log)  # fmt: skip
+    tmp.rename(out)
+    return out
+
+
+def servers(
+    model: Path, threads: int, with_baseline: bool, poll0: bool = False
+) -> list[tuple[str, str, Callable]]:
+    """(name, api, command for a concurrency and port) of every server compared, the guide's first."""
+    py = sys.executable
+    out: list[tuple[str, str, Callable]] = []
+    if with_baseline:
+        out.append(("guide's server", "generate",
+                    lambda c, port: ([py, str(BASELINE), "--port", str(port)], {"MODEL_PATH": str(model)})))  # fmt: skip
+    binary = llama_server()
+    bf16 = bf16_gguf(model, OUT / "smollm2-bf16.gguf")
+    variants = [("llama.cpp BF16", bf16, []), ("llama.cpp Q4_1", GGUF_Q4, [])]
+    if poll0:  # llama.cpp's threads busy-poll for work by default (--poll 50); 0 makes them wait passively
+        variants.append(("llama.cpp BF16 --poll 0", bf16, ["--poll", "0"]))
+    for name, gguf, extra in variants:
+        out.append((name, "completions", lambda c, port, gguf=gguf, extra=extra: (
+            [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
+             "-tb", str(threads), "-np", str(c), "-c", str(256 * c), "--no-webui", *extra], {})))  # fmt: skip
+    out.append(("nexus serve", "completions",
+                lambda c, port: ([py, "-m", "nexus_llm.cli", "serve", str(model), "--port", str(port)], {})))  # fmt: skip
+    return out
+
+
+def measure(url: str, api: str, c: int, args) -> dict:
     from nexus_llm.serve.bench import BenchSettings, run_bench
 
-    out = {}
-    for c in levels:
-        s = BenchSettings(url=url, api=api, concurrency=c, requests=max(args.min_requests, args.per_level * c),
-                          prompt_words=args.prompt_words, max_tokens=args.max_tokens, stream=stream,
-                          temperature=0.8, top_p=0.95, timeout_s=1800)  # fmt: skip
-        r = run_bench(s)
-        out[c] = r
-        ttft = f", TTFT p50 {r['ttft_s']['p50'] * 1000:.0f} ms" if r["ttft_s"] else ""
-        print(f"  c={c:>2}: {r['tokens_per_s']:7.1f} tok/s, p50 {r['latency_s']['p50']:.2f} s{ttft}, "
-              f"/health max {r['health_s']['max'] * 1000:.0f} ms, errors {r['errors'] or 0}", flush=True)  # fmt: skip
-    return out
+    def settings(n: int) -> BenchSettings:
+        stream = api != "generate"
+        return BenchSettings(url=url, api=api, concurrency=c, requests=n, prompt_words=24, max_tokens=64,
+                             stream=stream, temperature=0.8, top_p=0.95, ignore_eos=stream, timeout_s=1800)  # fmt: skip
+
+    run_bench(settings(2))  # warm-up
+    return run_bench(settings(max(8, 2 * c)))
+
+
+def run_real(args) -> dict:
+    from nexus_llm.serve.loading import default_threads
+
+    model = smollm2(OUT / "smollm2")
+    threads = default_threads()
+    levels = [int(x) for x in args.levels.split(",")]
+    table = servers(model, threads, not args.skip_baseline, args.llama_poll0)
+    if args.only:
+        wanted = {n.strip() for n in args.only.split(",")}
+        table = [t for t in table if t[0] in wanted]
+    results: dict[str, dict[int, list[dict]]] = {name: {c: [] for c in levels} for name, _, _ in table}
+    for r in range(args.rounds):
+        for i, c in enumerate(levels):
+            order = table[(i + r) % len(table) :] + table[: (i + r) % len(table)]
+            for name, api, command in order:
+                if name == "guide's server" and c > args.baseline_max:
+                    continue
+                port = free_port()
+                cmd, env = command(c, port)
+                print(f"round {r + 1}, c={c}: {name}", flush=True)
+                with Server(
+                    name, cmd, port, env, OUT / f"serve-{name.split()[0].replace(chr(39), '')}.log"
+                ) as s:
+                    result = measure(s.url, api, c, args)
+                results[name][c].append(result)
+                print(f"  {result['tokens_per_s']:8.1f} tok/s, errors {result['errors'] or 0}, "
+                      f"/health max {result['health_s']['max'] * 1000:.0f} ms", flush=True)  # fmt: skip
+    return {"levels": levels, "threads": threads, "rounds": args.rounds, "results": results,
+            "llama_cpp": f"llama-cpp-python {LLAMA_CPP_PYTHON} sdist (vendored llama.cpp)"}  # fmt: skip
+
+
+def report_real(data: dict) -> str:
+    import statistics
+
+    def med(runs: list[dict], *path: str) -> float | None:
+        values = []
+        for r in runs:
+            v = r
+            for key in path:
+                v = v.get(key) if isinstance(v, dict) else None
+            if v is not None:
+                values.append(v)
+        return statistics.median(values) if values else None
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v * 1000:,.0f}"
+
+    lines = [
+        "| server | conc. | tokens/s | TTFT p50 / p99 (ms) | inter-token p50 / p99 (ms) | /health p50 / max (ms) | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    tps: dict[str, dict[int, float]] = {}
+    for name, by_level in data["results"].items():
+        for c in data["levels"]:
+            runs = by_level.get(c) or by_level.get(str(c)) or []
+            if not runs:
+                continue
+            t = med(runs, "tokens_per_s")
+            tps.setdefault(name, {})[c] = t
+            errors = sum(sum(r["errors"].values()) for r in runs)
+            lines.append(
+                f"| {name} | {c} | {t:,.1f} | {ms(med(runs, 'ttft_s', 'p50'))} / {ms(med(runs, 'ttft_s', 'p99'))} | "
+                f"{ms(med(runs, 'itl_s', 'p50'))} / {ms(med(runs, 'itl_s', 'p99'))} | "
+                f"{ms(med(runs, 'health_s', 'p50'))} / {ms(max(r['health_s']['max'] for r in runs))} | {errors} |"
+            )
+    nexus, bf16, guide = (
+        tps.get("nexus serve", {}),
+        tps.get("llama.cpp BF16", {}),
+        tps.get("guide's server", {}),
+    )
+    lines += ["", "| conc. | nexus / llama.cpp BF16 | nexus / llama.cpp Q4_1 | nexus / guide's server |",
+              "| ---: | ---: | ---: | ---: |"]  # fmt: skip
+    q4 = tps.get("llama.cpp Q4_1", {})
+
+    def ratio(c: int, other: dict[int, float]) -> str:
+        n = nexus.get(c)
+        return f"{n / other[c]:.2f}x" if n and other.get(c) else "-"
+
+    for c in data["levels"]:
+        lines.append(f"| {c} | {ratio(c, bf16)} | {ratio(c, q4)} | {ratio(c, guide)} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--small", action="store_true", help="fewer, shorter requests (a quick look)")
-    p.add_argument("--model", type=Path, help="model directory [default: build the demo-size model]")
-    p.add_argument("--levels", default="1,4,16", help="concurrency levels")
-    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--levels", default="1,4,16,64", help="concurrency levels")
+    p.add_argument("--rounds", type=int, default=1, help="sweeps of all levels and servers (medians)")
+    p.add_argument("--skip-baseline", action="store_true", help="leave out the guide's server")
+    p.add_argument("--baseline-max", type=int, default=16, help="highest concurrency for the guide's server")
     p.add_argument(
-        "--engines", action="store_true", help="only compare the engines in-process (see compare_engines)"
+        "--llama-poll0", action="store_true", help="add llama.cpp BF16 with --poll 0 (no busy-polling)"
     )
+    p.add_argument("--only", help="comma-separated server names to run (e.g. 'nexus serve,llama.cpp BF16')")
+    p.add_argument("--engines", action="store_true", help="only compare the engines in-process (demo model)")
+    p.add_argument("--kernels", action="store_true", help="only the in-process kernel and runner timings")
+    p.add_argument("--small", action="store_true", help="with --engines: fewer, shorter requests")
     args = p.parse_args()
-    args.max_tokens, args.per_level, args.min_requests = (32, 1, 4) if args.small else (64, 2, 4)
-    args.prompt_words = 24
-    levels = [int(x) for x in args.levels.split(",")]
     OUT.mkdir(exist_ok=True)
-    model = args.model or build_model(OUT / "serve-model")
     if args.engines:
         rows, tokens = (8, 32) if args.small else (16, 64)
         print(f"{rows} requests x {tokens} tokens, submitted at once (medians of 3 rounds):")
-        for name, r in compare_engines(model, rows, tokens).items():
+        for name, r in compare_engines(build_model(OUT / "serve-model"), rows, tokens).items():
             print(f"| {name} | {r['tokens_per_s']:,.1f} | {r['tokens_per_cpu_s']:,.1f} |")
         return
-    py = sys.executable
-    results: dict[str, dict] = {}
-    runs = [] if args.skip_baseline else [
-        ("baseline", [py, str(BASELINE), "--port", "{port}"], {"MODEL_PATH": str(model)}),
-        ("baseline, 1 thread", [py, str(BASELINE), "--port", "{port}"],
-         {"MODEL_PATH": str(model), "OMP_NUM_THREADS": "1"}),
-    ]  # fmt: skip
-    runs.append(("nexus", [py, "-m", "nexus_llm.cli", "serve", str(model), "--port", "{port}"], {}))
-    for name, cmd, env in runs:
-        port = free_port()
-        cmd = [c.replace("{port}", str(port)) for c in cmd]
-        print(f"{name}: {' '.join(cmd[1:3])} ...", flush=True)
-        with Server(name, cmd, port, env, OUT / f"serve-{name.split(',')[0]}.log") as server:
-            results[name] = run_levels(server.url, "generate", levels, args)
-            if name == "nexus":
-                print("nexus, streamed /v1/completions:", flush=True)
-                results["nexus stream"] = run_levels(server.url, "completions", levels, args, stream=True)
-    (OUT / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results, levels, args))
-
-
-def report(results: dict[str, dict], levels: list[int], args) -> str:
-    def ms(d, key):
-        return "-" if not d else f"{d[key] * 1000:,.0f}"
-
-    lines = [
-        f"max_tokens {args.max_tokens}, prompts of {args.prompt_words} words, temperature 0.8, top_p 0.95",
-        "",
-        "| server | conc. | tokens/s | latency p50 / p90 / p99 (ms) | TTFT p50 / p99 (ms) | /health p50 / max (ms) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, by_level in results.items():
-        for c in levels:
-            r = by_level[c]
-            lat, ttft, health = r["latency_s"], r["ttft_s"], r["health_s"]
-            lines.append(
-                f"| {name} | {c} | {r['tokens_per_s']:,.1f} | {ms(lat, 'p50')} / {ms(lat, 'p90')} / "
-                f"{ms(lat, 'p99')} | {ms(ttft, 'p50')} / {ms(ttft, 'p99')} | {ms(health, 'p50')} / "
-                f"{ms(health, 'max')} |"
-            )
-    if "baseline" in results:
-        lines += [
-            "",
-            "| conc. | nexus / baseline tokens/s | nexus / baseline (1 thread) tokens/s |",
-            "| ---: | ---: | ---: |",
-        ]
-        for c in levels:
-            n = results["nexus"][c]["tokens_per_s"]
-            b, b1 = results["baseline"][c]["tokens_per_s"], results["baseline, 1 thread"][c]["tokens_per_s"]
-            lines.append(f"| {c} | {n / b:.1f}x | {n / b1:.1f}x |")
-    return "\n".join(lines)
+    if args.kernels:
+        print(kernels(smollm2(OUT / "smollm2")))
+        return
+    data = run_real(args)
+    (OUT / "serve.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(report_real(data))
 
 
 if __name__ == "__main__":

@@ -148,18 +148,17 @@ def test_engine_refuses_work_until_loaded_and_reports_a_failed_load():
 
 
 def test_a_failing_step_fails_its_batch_and_the_engine_keeps_serving(tiny_engine, monkeypatch):
-    from nexus_llm.serve import kvbatch
-
-    real = kvbatch.decode
+    runner = tiny_engine._lm.runner
+    real = runner.forward
     calls = {"n": 0}
 
-    def flaky(*args, **kw):  # the third decode step runs out of memory, say
+    def flaky(*args, **kw):  # the third step runs out of memory, say
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("simulated failure")
         return real(*args, **kw)
 
-    monkeypatch.setattr(kvbatch, "decode", flaky)
+    monkeypatch.setattr(runner, "forward", flaky)
 
     async def main():
         failed = await _run(tiny_engine, "Hello", SamplingParams(max_tokens=20, ignore_eos=True))

@@ -1,14 +1,19 @@
-"""Per-row sampling: greedy rows, filters, and seeds that reproduce a row whatever shares its batch."""
+"""Per-row sampling: greedy rows, filters, seeds that reproduce a row whatever shares its batch, and the
+per-row logits processing (penalties, logit_bias) and logprobs of :func:`choose_tokens`."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
-from nexus_llm.serve.sampling import RowSampler, sample_rows
+from nexus_llm.serve.engine import SamplingParams
+from nexus_llm.serve.sampling import RowState, choose_tokens, make_generator, sample_rows
 
 
 def _gens(*seeds):
-    return [RowSampler.make_generator(s) for s in seeds]
+    return [make_generator(s) for s in seeds]
 
 
 def test_temperature_zero_is_argmax_per_row():
@@ -48,15 +53,44 @@ def test_sampling_follows_the_distribution():
     assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1]), atol=0.04)
 
 
-def test_row_sampler_select_and_extend_keep_rows_aligned():
-    a, b = RowSampler(), RowSampler()
-    a.append(0.0, 1.0, 0, RowSampler.make_generator(1))
-    a.append(1.0, 0.5, 3, RowSampler.make_generator(2))
-    b.append(0.7, 0.9, 0, RowSampler.make_generator(3))
-    a.extend(b)
-    a.select([2, 0])
-    assert a.temperature.tolist() == [0.699999988079071, 0.0]
-    assert a.top_k.tolist() == [0, 0] and len(a.generators) == 2
+def _row(generated=(), prompt=(0,), **kw) -> RowState:
+    params = SamplingParams(max_tokens=10, temperature=0.0, **kw)
+    return RowState(params, make_generator(0), list(prompt), list(generated))
+
+
+def test_logit_bias_forces_and_bans_tokens_per_row():
+    logits = torch.tensor([[0.0, 5.0, 4.0, 1.0]] * 3)
+    rows = [_row(), _row(logit_bias=((3, 100.0),)), _row(logit_bias=((1, -100.0),))]
+    tokens, _ = choose_tokens(logits, rows)
+    assert tokens == [1, 3, 2]
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        ({"frequency_penalty": 0.3}, 2),  # 5 - 2 * 0.3 = 4.4 < 4.5
+        ({"frequency_penalty": 0.2}, 1),  # 5 - 0.4 = 4.6
+        ({"presence_penalty": 0.6}, 2),  # once, however often: 4.4
+        ({"presence_penalty": 0.4}, 1),
+        ({"repetition_penalty": 1.2}, 2),  # transformers': 5 / 1.2 = 4.17 (token 1 is in the prompt)
+        ({"presence_penalty": -1.0}, 1),  # negative penalties encourage repeats
+    ],
+)
+def test_penalties_follow_openai_and_transformers_definitions(kw, expected):
+    logits = torch.tensor([[0.0, 5.0, 4.5, 0.0]])
+    tokens, _ = choose_tokens(logits, [_row(generated=(1, 1), prompt=(1, 3), **kw)])
+    assert tokens == [expected]
+
+
+def test_logprobs_are_of_the_unprocessed_distribution_with_sorted_alternatives():
+    logits = torch.tensor([[0.0, 5.0, 4.5, 1.0], [2.0, 0.0, 0.0, 0.0]])
+    rows = [_row(logprobs=2, logit_bias=((3, 100.0),)), _row()]
+    tokens, entries = choose_tokens(logits, rows)
+    raw = logits[0].log_softmax(-1)
+    assert tokens == [3, 0] and entries[1] is None
+    assert entries[0].token == 3 and math.isclose(entries[0].logprob, float(raw[3]), rel_tol=1e-6)
+    assert [t for t, _ in entries[0].top] == [1, 2]
+    assert math.isclose(entries[0].top[0][1], float(raw[1]), rel_tol=1e-6)
 
 
 def _freq(logits, top_p, top_k, n=3000):

@@ -92,7 +92,10 @@ def _task_data(pairs: list[str]) -> dict[str, str]:
 
 @app.command("run")
 def evaluate(
-    model: str = typer.Argument(..., help="Hugging Face model directory, local or s3://"),
+    model: str | None = typer.Argument(
+        None,
+        help="Hugging Face model directory, local or s3:// (with --endpoint: optional, for its tokenizer)",
+    ),
     output: str = typer.Option(..., "-o", "--output", help="evaluation directory to write (local or s3://)"),
     config: Path | None = typer.Option(None, "-c", "--config", help="nexus.yaml; its eval: section"),
     data: str | None = typer.Option(
@@ -131,8 +134,14 @@ def evaluate(
     dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16, float16"),
     seed: int | None = typer.Option(None, "--seed"),
     sets: list[str] | None = set_option(),
+    endpoint: str | None = typer.Option(
+        None,
+        "--endpoint",
+        help="score the model served at this URL (nexus serve, vLLM) through lm-eval's local-completions "
+        "instead of loading weights; tasks and samples only (NEXUS_API_KEY for a server with keys)",
+    ),
 ) -> None:
-    """Evaluate MODEL into EVALDIR: results.json, report.html, manifest.json."""
+    """Evaluate MODEL (or the model served at --endpoint) into EVALDIR: results.json, report.html, manifest.json."""
     from nexus_llm.eval.run import run_eval
 
     overrides = {
@@ -145,7 +154,14 @@ def evaluate(
     with _user_errors():
         overrides["task_data"] = _task_data(task_data)
         cfg = _effective_config(config, overrides, sets)
-        manifest = run_eval(cfg, model, output)
+        if endpoint is not None:
+            from nexus_llm.eval.endpoint import run_endpoint_eval
+
+            manifest = run_endpoint_eval(cfg, endpoint, output, tokenizer=model)
+        elif model is None:
+            raise ConfigError("give MODEL (a model directory) or --endpoint URL (a served model)")
+        else:
+            manifest = run_eval(cfg, model, output)
     _summary(manifest, output)
 
 

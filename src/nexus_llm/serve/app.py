@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from nexus_llm import __version__
@@ -24,6 +26,9 @@ from nexus_llm.serve.errors import install_error_handlers
 from nexus_llm.serve.metrics import ServeMetrics
 from nexus_llm.serve.middleware import BodyMiddleware, ObserveMiddleware
 from nexus_llm.serve.serving import ClientGone, Serving
+
+PLAYGROUND = Path(__file__).with_name("playground")
+"""The playground's static files (index.html, playground.js, playground.css), shipped as package data."""
 
 
 def create_app(
@@ -91,8 +96,35 @@ def create_app(
     async def chat(body: schemas.ChatCompletionRequest, request: Request) -> Response:
         return await serving.chat(body, request)
 
-    open_paths = frozenset({"/health"} if settings.metrics_auth else {"/health", "/metrics"})
+    @app.post("/tokenize")
+    async def tokenize(body: schemas.TokenizeRequest) -> JSONResponse:
+        """vLLM's tokenizer endpoint: ``prompt`` or ``messages`` to token ids."""
+        return JSONResponse(await serving.tokenize(body))
+
+    @app.post("/detokenize")
+    async def detokenize(body: schemas.DetokenizeRequest) -> JSONResponse:
+        """vLLM's: token ids to text."""
+        return JSONResponse(await serving.detokenize(body))
+
+    @app.get("/tokenizer_info")
+    async def tokenizer_info() -> JSONResponse:
+        """vLLM's: special tokens, chat template and context (lm-eval's remote tokenizer reads it)."""
+        return JSONResponse(serving.tokenizer_info())
+
+    open_paths = {"/health"} if settings.metrics_auth else {"/health", "/metrics"}
+    if settings.playground:
+        open_paths.add("/")
+
+        @app.get("/", include_in_schema=False)
+        async def playground() -> FileResponse:
+            """The chat playground (static files of this package; nothing is loaded from elsewhere)."""
+            return FileResponse(PLAYGROUND / "index.html", headers={"Cache-Control": "no-cache"})
+
+        app.mount("/playground", StaticFiles(directory=PLAYGROUND), name="playground")
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(APIKeyMiddleware, keys=APIKeys(api_keys), open_paths=open_paths)
+    app.add_middleware(
+        APIKeyMiddleware, keys=APIKeys(api_keys), open_paths=frozenset(open_paths),
+        open_prefixes=("/playground/",) if settings.playground else (),
+    )  # fmt: skip
     app.add_middleware(ObserveMiddleware, metrics=metrics)
     return app

@@ -53,15 +53,22 @@ class APIKeys:
 
 
 class APIKeyMiddleware:
-    """Refuse requests without a valid key (401), except on ``open_paths``."""
+    """Refuse requests without a valid key (401), except on ``open_paths`` and under ``open_prefixes``
+    (the playground's static files: the page itself asks for the key and sends it with its API calls)."""
 
-    def __init__(self, app, keys: APIKeys, open_paths: frozenset[str]) -> None:
+    def __init__(
+        self, app, keys: APIKeys, open_paths: frozenset[str], open_prefixes: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.keys = keys
         self.open_paths = open_paths
+        self.open_prefixes = open_prefixes
+
+    def _open(self, path: str) -> bool:
+        return path in self.open_paths or (bool(self.open_prefixes) and path.startswith(self.open_prefixes))
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or not self.keys or self._open(scope["path"]):
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")

@@ -61,13 +61,25 @@ def make_engine(kind: str, local: str, name: str, settings: ServeConfig) -> Engi
     if kind == "vllm":
         from nexus_llm.serve.vllm_engine import VLLMEngine
 
+        if settings.lora:
+            raise EngineUnavailable("--lora is served by the built-in engine only; use --engine builtin")
+
         return VLLMEngine(local, name, max_batch_size=settings.max_batch_size, dtype=settings.dtype)
     from nexus_llm.serve.batching import BatchingEngine
     from nexus_llm.serve.loading import default_threads, load_model
 
+    def load():
+        return load_model(
+            local,
+            settings.dtype,
+            settings.threads or default_threads(),
+            kv_cache_bytes=settings.kv_cache_mb << 20 if settings.kv_cache_mb else None,
+            prefix_cache_bytes=settings.prefix_cache_mb << 20,
+            adapters=settings.lora,
+            runner=settings.runner,
+            quantize=settings.quantize,
+        )
+
     return BatchingEngine(
-        lambda: load_model(local, settings.dtype, settings.threads or default_threads()),
-        name,
-        max_batch_size=settings.max_batch_size,
-        max_prefill_tokens=settings.max_prefill_tokens,
+        load, name, max_batch_size=settings.max_batch_size, max_prefill_tokens=settings.max_prefill_tokens
     )

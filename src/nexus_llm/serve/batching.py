@@ -3,32 +3,35 @@
 Why not transformers' ``ContinuousBatchingManager``: it was evaluated first (docs/serve.md has the
 figures). It works on CPU, but its sampling settings are global to the manager (``do_sample``, and the
 seed), so per-request ``seed`` and greedy requests cannot share a batch with sampled ones, and its
-paged-attention bookkeeping cost more CPU per generated token than this plain padded batch on the
-small models this project trains. Its API is also still moving between 5.x releases.
+paged-attention bookkeeping cost more CPU per generated token than this engine on the small models
+this project trains. Its API is also still moving between 5.x releases.
 
-How it works: requests wait in a deque; each loop turn the worker either prefills newly arrived
-requests (as one left-padded batch, then joins them to the running batch) or runs one decode step
-for every running row. Finished and cancelled rows leave the batch at once, so a slot frees as soon
-as a request ends and a waiting request joins at the next step. The model only ever runs in this
-thread, never on the event loop; chunks go back to each request's event loop in one
-``call_soon_threadsafe`` per step.
+How it works: requests wait in a deque and are admitted while there are free rows and KV-cache room.
+Each loop turn is one forward pass of the model runner (:mod:`nexus_llm.serve.runner`) over one token
+of every decoding sequence plus up to ``max_prefill_tokens`` prompt tokens of sequences still being
+prefilled (chunked prefill: a long prompt is run a chunk per step, so it does not stall the running
+decodes for the whole prompt). A prompt that starts like one seen before continues from the prefix
+cache. Finished and cancelled sequences leave at once, so a row frees as soon as a request ends. The
+model only ever runs in this thread, never on the event loop; chunks go back to each request's event
+loop in one ``call_soon_threadsafe`` per step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from nexus_llm.serve import kvbatch
 from nexus_llm.serve.detok import TextStream
 from nexus_llm.serve.engine import (
+    FEATURES,
     Chunk,
     EngineCore,
     EngineOverloaded,
@@ -36,13 +39,18 @@ from nexus_llm.serve.engine import (
     FinishReason,
     RequestHandle,
     SamplingParams,
+    TokenLogprob,
+    Unsupported,
     check_prompt_length,
 )
 from nexus_llm.serve.loading import LoadedModel
 from nexus_llm.serve.prompts import PromptEncoder
-from nexus_llm.serve.sampling import RowSampler
+from nexus_llm.serve.runner import Work
+from nexus_llm.serve.sampling import RowState, choose_tokens, make_generator, prompt_logprobs
 
 log = logging.getLogger("nexus_llm.serve.engine")
+
+_keys = itertools.count(1)
 
 
 @dataclass
@@ -51,8 +59,21 @@ class _Sequence:
     prompt: list[int]
     params: SamplingParams
     text: TextStream
-    generator: torch.Generator
-    generated: int = 0
+    row: RowState
+    key: int = field(default_factory=lambda: next(_keys))
+    computed: int = 0  # tokens whose KV is in the runner's cache
+    admitted: bool = False
+    prompt_lp: list[TokenLogprob | None] | None = None  # when prompt logprobs were asked for
+    pending_lp: list[TokenLogprob] = field(default_factory=list)
+    sent_prompt_lp: bool = False
+
+    @property
+    def generated(self) -> int:
+        return len(self.row.generated)
+
+    @property
+    def prefilling(self) -> bool:
+        return self.computed < len(self.prompt)
 
 
 @dataclass(frozen=True)
@@ -62,19 +83,22 @@ class FinishedRecord:
     request_id: str
     finish_reason: FinishReason
     completion_tokens: int
+    cached_prompt_tokens: int = 0
 
 
 class BatchingEngine(EngineCore):
-    """Continuous batching over a Hugging Face causal LM (see the module docstring)."""
+    """Continuous batching over a model runner (see the module docstring)."""
+
+    features = FEATURES
 
     def __init__(
         self,
         load: Callable[[], LoadedModel],
         model_name: str,
         *,
-        max_batch_size: int = 32,
+        max_batch_size: int = 64,
         max_waiting: int = 10_000,
-        max_prefill_tokens: int = 8192,
+        max_prefill_tokens: int = 256,
     ) -> None:
         super().__init__()
         self.model_name = model_name
@@ -83,16 +107,15 @@ class BatchingEngine(EngineCore):
         self.max_prefill_tokens = max_prefill_tokens
         self._load = load
         self._lm: LoadedModel | None = None
+        self._grammars = None
         self._incoming: deque[_Sequence] = deque()
         self._wake = threading.Event()
-        # running batch: rows[i] is batch row i
-        self._rows: list[_Sequence] = []
-        self._batch: kvbatch.PaddedBatch | None = None
-        self._sampler = RowSampler()
-        self._last = torch.empty(0, dtype=torch.long)
+        self._rows: list[_Sequence] = []  # admitted sequences, in admission order
+        self._cached: dict[int, int] = {}  # key -> prompt tokens taken from the prefix cache
         # counters
         self._steps = 0
         self._prompt_tokens = 0
+        self._cached_tokens = 0
         self._generated = 0
         self._finished: Counter[str] = Counter()
         self.recent: deque[FinishedRecord] = deque(maxlen=512)
@@ -125,6 +148,14 @@ class BatchingEngine(EngineCore):
         return self._lm.vocab_size if self._lm else 0
 
     @property
+    def adapters(self) -> tuple[str, ...]:
+        return self._lm.adapters if self._lm else ()
+
+    @property
+    def generation_defaults(self) -> dict:
+        return self._lm.generation_defaults if self._lm else {}
+
+    @property
     def error(self) -> str | None:
         return self._error
 
@@ -142,12 +173,30 @@ class BatchingEngine(EngineCore):
             generated_tokens=self._generated,
             finished=dict(self._finished),
             error=self._error,
+            cached_prompt_tokens=self._cached_tokens,
         )
+
+    def compile_grammar(self, schema):
+        """A compiled ``response_format`` constraint (blocks: call it off the event loop)."""
+        from nexus_llm.serve.grammar import GrammarCompiler
+
+        lm = self._require()
+        if self._grammars is None:
+            self._grammars = GrammarCompiler(lm.tokenizer, lm.vocab_size)
+        return self._grammars.compile(schema)
 
     # ---------------------------------------------------------------- requests
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
         lm = self._require()
         check_prompt_length(prompt_ids, lm.context_length)
+        if params.adapter is not None and params.adapter not in lm.adapters:
+            raise Unsupported(f"no LoRA adapter named {params.adapter!r} is loaded", param="model")
+        need = min(len(prompt_ids) + params.max_tokens, lm.context_length)
+        if not lm.runner.fits(need):
+            raise Unsupported(
+                f"{need} tokens (prompt + max_tokens) do not fit the KV cache budget of this server",
+                param="max_tokens",
+            )
         if len(self._incoming) >= self.max_waiting:
             raise EngineOverloaded(f"{len(self._incoming)} requests already wait for the engine")
         handle = RequestHandle(len(prompt_ids))
@@ -156,8 +205,10 @@ class BatchingEngine(EngineCore):
             prompt=list(prompt_ids),
             params=params,
             text=TextStream(lm.tokenizer, params.stop),
-            generator=RowSampler.make_generator(params.seed),
+            row=RowState(params, make_generator(params.seed), list(prompt_ids), []),
         )
+        if params.prompt_logprobs is not None:
+            seq.prompt_lp = [None]  # the first prompt token has no context to be scored in
         self._incoming.append(seq)
         self._wake.set()
         return handle
@@ -171,8 +222,7 @@ class BatchingEngine(EngineCore):
     def _run(self) -> None:
         try:
             lm = self._load()
-            kvbatch.check_supported(lm.model)
-            self._lm, self._encoder = lm, PromptEncoder(lm.tokenizer, lm.bos_id)
+            self._lm, self._encoder = lm, PromptEncoder(lm.tokenizer, lm.bos_id, lm.vocab_size)
         except Exception as exc:
             self._error = f"model failed to load: {exc}"
             log.exception("model failed to load")
@@ -189,110 +239,132 @@ class BatchingEngine(EngineCore):
 
     def _step(self) -> None:
         self._drop_cancelled()
-        admitted = self._admit()
-        if admitted:
-            self._prefill(admitted)
-        elif self._rows:
-            self._decode()
-        else:
+        self._admit()
+        work, seqs = self._plan()
+        if not work:
             self._wake.wait(0.05)
             self._wake.clear()
+            return
+        logits = self._lm.runner.forward(work)
+        self._steps += 1
+        sample: list[_Sequence] = []
+        rows: list[torch.Tensor] = []
+        for item, seq, out in zip(work, seqs, logits, strict=True):
+            was_prefilling = seq.prefilling
+            seq.computed += len(item.tokens)
+            if not was_prefilling:
+                sample.append(seq)
+                rows.append(out[-1:])
+                continue
+            if seq.prompt_lp is not None and out is not None:
+                targets = seq.prompt[item.start + 1 : item.start + len(item.tokens) + 1]
+                seq.prompt_lp.extend(prompt_logprobs(out, targets, seq.params.prompt_logprobs or 0))
+            if not seq.prefilling:  # the prompt is complete: its last logits give the first token
+                self._prompt_tokens += len(seq.prompt)
+                if seq.prompt_lp is None:
+                    self._lm.runner.remember_prefix(seq.key, seq.prompt)
+                sample.append(seq)
+                rows.append(out[-1:])
+        if sample:
+            eos = min(self._lm.eos_ids) if self._lm.eos_ids else None
+            tokens, entries = choose_tokens(torch.cat(rows), [s.row for s in sample], eos)
+            self._advance(sample, tokens, entries)
 
-    def _admit(self) -> list[_Sequence]:
-        """Waiting requests that fit the free rows and the prefill token budget (at least one)."""
-        out: list[_Sequence] = []
-        longest = 0
-        while self._incoming and len(self._rows) + len(out) < self.max_batch_size:
+    def _admit(self) -> None:
+        """Move waiting requests into the batch while rows and KV-cache room allow (first come, first served)."""
+        runner = self._lm.runner
+        while self._incoming and len(self._rows) < self.max_batch_size:
             seq = self._incoming[0]
             if seq.handle.cancelled:
                 self._incoming.popleft()
                 self._finish_now(seq, "cancelled")
                 continue
-            longest_if = max(longest, len(seq.prompt))
-            if out and longest_if * (len(out) + 1) > self.max_prefill_tokens:
-                break
-            out.append(self._incoming.popleft())
-            longest = longest_if
-        return out
+            need = min(len(seq.prompt) + seq.params.max_tokens, self._lm.context_length)
+            if not runner.add(seq.key, need):
+                break  # the cache is full: wait for running sequences to finish
+            self._incoming.popleft()
+            seq.admitted = True
+            self._rows.append(seq)  # first: whatever fails below fails it with the batch
+            if seq.params.grammar is not None:
+                seq.row.matcher = seq.params.grammar.matcher()
+            if seq.prompt_lp is None:  # prompt logprobs need every prompt position computed
+                seq.computed = runner.reuse_prefix(seq.key, seq.prompt)
+                self._cached[seq.key] = seq.computed
+                self._cached_tokens += seq.computed
 
-    def _prefill(self, seqs: list[_Sequence]) -> None:
-        lm = self._lm
-        sampler = RowSampler()
-        for seq in seqs:
-            p = seq.params
-            sampler.append(p.temperature, p.top_p, p.top_k, seq.generator)
-        try:
-            batch, logits = kvbatch.prefill(lm.model, [s.prompt for s in seqs], lm.pad_id)
-            tokens = sampler.sample(logits)
-        except Exception as exc:  # out of memory, say: fail these requests, leave the running batch alone
-            log.exception("prefill failed")
-            for seq in seqs:
-                self._finish_now(seq, "error", f"prefill failed: {type(exc).__name__}")
-            return
-        self._prompt_tokens += sum(len(s.prompt) for s in seqs)
-        start = len(self._rows)
-        self._batch = batch if self._batch is None else kvbatch.concat(self._batch, batch)
-        self._rows.extend(seqs)
-        self._sampler.extend(sampler)
-        self._last = torch.cat([self._last, tokens.to(self._last.device)])
-        self._advance(range(start, len(self._rows)), tokens.tolist())
+    def _plan(self) -> tuple[list[Work], list[_Sequence]]:
+        """This step's work: one token per decoding sequence, then prompt chunks within the token budget."""
+        work: list[Work] = []
+        seqs: list[_Sequence] = []
+        budget = self.max_prefill_tokens
+        for seq in self._rows:
+            if seq.prefilling:
+                continue
+            start = len(seq.prompt) + seq.generated - 1
+            work.append(Work(seq.key, [seq.row.generated[-1]], start, "last", seq.params.adapter))
+            seqs.append(seq)
+        for seq in self._rows:
+            if not seq.prefilling or budget <= 0:
+                continue
+            n = min(len(seq.prompt) - seq.computed, budget)
+            last = seq.computed + n == len(seq.prompt)
+            kind = "all" if seq.prompt_lp is not None else ("last" if last else "none")
+            chunk = seq.prompt[seq.computed : seq.computed + n]
+            work.append(Work(seq.key, chunk, seq.computed, kind, seq.params.adapter))
+            seqs.append(seq)
+            budget -= n
+        return work, seqs
 
-    def _decode(self) -> None:
-        logits = kvbatch.decode(self._lm.model, self._batch, self._last.to(self._lm.model.device))
-        tokens = self._sampler.sample(logits)
-        self._last = tokens.cpu()
-        self._steps += 1
-        self._advance(range(len(self._rows)), tokens.tolist())
-
-    def _advance(self, rows: range, tokens: list[int]) -> None:
-        """Record one new token for each of ``rows``; deliver text; drop rows that finished."""
+    def _advance(self, seqs: list[_Sequence], tokens: list[int], entries: list[TokenLogprob | None]) -> None:
+        """Record one new token for each of ``seqs``; deliver text; drop sequences that finished."""
         lm = self._lm
         out: list[tuple[RequestHandle, Chunk]] = []
-        done: set[int] = set()
-        for row, token in zip(rows, tokens, strict=True):
-            seq = self._rows[row]
-            seq.generated += 1
+        done: list[_Sequence] = []
+        for seq, token, entry in zip(seqs, tokens, entries, strict=True):
+            seq.row.generated.append(token)
             self._generated += 1
+            if entry is not None:
+                seq.pending_lp.append(entry)
             finish: FinishReason | None = None
-            if token in lm.eos_ids and not seq.params.ignore_eos:
+            matcher = seq.row.matcher
+            grammar_done = False
+            if matcher is not None:
+                matcher.consume_token(token)
+                grammar_done = matcher.is_stopped() or matcher.is_error()
+            if token in lm.eos_ids and (not seq.params.ignore_eos or grammar_done):
                 text, finish = seq.text.flush(), "stop"
             else:
                 text, hit = seq.text.step(token)
-                if hit:
+                if hit or grammar_done:
                     finish = "stop"
+                    text += "" if hit else seq.text.flush()
                 elif (
                     seq.generated >= seq.params.max_tokens
                     or len(seq.prompt) + seq.generated >= lm.context_length
                 ):
                     text, finish = text + seq.text.flush(), "length"
-            if text or finish:
+            if text or finish or seq.pending_lp or (seq.prompt_lp is not None and not seq.sent_prompt_lp):
                 out.append((seq.handle, self._chunk(seq, text, finish)))
             if finish:
-                done.add(row)
+                done.append(seq)
         self._deliver(out)
-        if done:
-            self._keep([i for i in range(len(self._rows)) if i not in done])
+        for seq in done:
+            self._remove(seq)
 
-    def _keep(self, keep: list[int]) -> None:
-        self._batch = kvbatch.select(self._batch, keep)
-        self._rows = [self._rows[i] for i in keep]
-        self._last = self._last.index_select(0, torch.tensor(keep, dtype=torch.long))
-        self._sampler.select(keep)
+    def _remove(self, seq: _Sequence) -> None:
+        self._rows.remove(seq)
+        self._cached.pop(seq.key, None)
+        self._lm.runner.remove(seq.key)
 
     def _drop_cancelled(self) -> None:
-        gone = [i for i, seq in enumerate(self._rows) if seq.handle.cancelled]
-        if not gone:
-            return
-        for i in gone:
-            self._finish_now(self._rows[i], "cancelled")
-        self._keep([i for i in range(len(self._rows)) if i not in set(gone)])
+        for seq in [s for s in self._rows if s.handle.cancelled]:
+            self._finish_now(seq, "cancelled")
+            self._remove(seq)
 
     def _fail_batch(self, message: str) -> None:
-        for seq in self._rows:
+        for seq in list(self._rows):
             self._finish_now(seq, "error", message)
-        self._rows, self._batch = [], None
-        self._sampler = RowSampler()
-        self._last = torch.empty(0, dtype=torch.long)
+            self._remove(seq)
 
     # ---------------------------------------------------------------- delivery
     def _chunk(
@@ -300,8 +372,13 @@ class BatchingEngine(EngineCore):
     ) -> Chunk:
         if finish is not None:
             self._finished[finish] += 1
-            self.recent.append(FinishedRecord(seq.handle.request_id, finish, seq.generated))
-        return Chunk(text, seq.generated, len(seq.prompt), finish, error)
+            cached = self._cached.get(seq.key, 0)
+            self.recent.append(FinishedRecord(seq.handle.request_id, finish, seq.generated, cached))
+        prompt_lp = None
+        if seq.prompt_lp is not None and not seq.sent_prompt_lp:
+            prompt_lp, seq.sent_prompt_lp = tuple(seq.prompt_lp), True
+        logprobs, seq.pending_lp = tuple(seq.pending_lp), []
+        return Chunk(text, seq.generated, len(seq.prompt), finish, error, logprobs, prompt_lp)
 
     def _finish_now(self, seq: _Sequence, reason: FinishReason, error: str | None = None) -> None:
         self._deliver([(seq.handle, self._chunk(seq, "", reason, error))])

@@ -126,6 +126,15 @@ def _text_of(event: dict[str, Any]) -> str:
 
 
 async def _one(client: httpx.AsyncClient, s: BenchSettings, prompt: str) -> Result:
+    result = await _attempt(client, s, prompt)
+    if result.error and result.error.startswith("RemoteProtocolError: Server disconnected without sending"):
+        # A keep-alive race: the server closed the idle connection as the request went out on it
+        # (llama.cpp's HTTP server closes a connection after 5 requests). Nothing was processed; send again.
+        result = await _attempt(client, s, prompt)
+    return result
+
+
+async def _attempt(client: httpx.AsyncClient, s: BenchSettings, prompt: str) -> Result:
     path, body = _body(s, prompt)
     start = time.perf_counter()
     try:
@@ -143,6 +152,7 @@ async def _one(client: httpx.AsyncClient, s: BenchSettings, prompt: str) -> Resu
 
 
 async def _streamed(client: httpx.AsyncClient, path: str, body: dict[str, Any], start: float) -> Result:
+    """One streamed request: tokens, TTFT and the gaps between text events (inter-token latency)."""
     arrivals: list[float] = []
     tokens = 0
     async with client.stream("POST", path, json=body) as r:

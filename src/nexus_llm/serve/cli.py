@@ -32,7 +32,7 @@ def serve(
     port: int | None = Opt(None, help="Port (default: 8080)."),
     max_concurrent: int | None = Opt(None, help="Requests in the engine at once (default: 100)."),
     max_queue: int | None = Opt(None, help="Requests that may wait for a slot before 429s (default: 100)."),
-    max_batch_size: int | None = Opt(None, help="Sequences decoded together (default: 32)."),
+    max_batch_size: int | None = Opt(None, help="Sequences decoded together (default: 64)."),
     max_tokens: int | None = Opt(None, help="Largest max_tokens a request may ask for (default: 4096)."),
     max_body_bytes: int | None = Opt(None, help="Largest request body (default: 1 MiB)."),
     model_name: str | None = Opt(None, help="Name clients use as `model` (default: the directory name)."),
@@ -43,23 +43,53 @@ def serve(
     drain_timeout: float | None = Opt(
         None, help="Seconds in-flight requests get after SIGTERM (default: 30)."
     ),
-    dtype: str | None = Opt(None, help="auto | float32 | bfloat16 | float16 (default: auto)."),
-    threads: int | None = Opt(None, help="torch CPU threads (default: usable cores - 1)."),
+    dtype: str | None = Opt(
+        None,
+        help="auto | float32 | bfloat16 | float16 (default: auto = bfloat16 on CPUs with AVX512-BF16 or "
+        "AMX, else float32; the checkpoint's dtype on a GPU).",
+    ),
+    threads: int | None = Opt(None, help="torch CPU threads (default: every usable core)."),
     engine: str | None = Opt(
         None, help="auto | builtin | vllm (default: auto = vLLM if installed and a CUDA GPU is visible)."
+    ),
+    lora: list[str] = Opt(
+        [],
+        "--lora",
+        help="NAME=DIR: serve a peft LoRA adapter beside the model, chosen by `model: NAME` (repeatable).",
+    ),
+    max_prefill_tokens: int | None = Opt(
+        None, help="Prompt tokens run per engine step; longer prompts are prefilled in chunks (default: 256)."
+    ),
+    prefix_cache_mb: int | None = Opt(
+        None, help="MiB kept for cached prompt prefixes; 0 turns prefix caching off (default: 256)."
+    ),
+    kv_cache_mb: int | None = Opt(None, help="KV cache budget in MiB (default: a quarter of the memory)."),
+    playground: bool | None = Opt(
+        None, "--playground/--no-playground", help="Serve the chat playground page at / (default: on)."
+    ),
+    quantize: str | None = Opt(
+        None,
+        help="none | int8: int8 adds weight-only int8 weights used when one or two sequences run "
+        "(faster there on a CPU, slightly less exact) (default: none).",
     ),
     config: Path | None = Opt(
         None, "--config", "-c", help="nexus.yaml whose `serve:` section sets defaults."
     ),
 ) -> None:
-    """Serve a model over an OpenAI-compatible HTTP API (plus the original /generate)."""
+    """Serve a model over an OpenAI-compatible HTTP API (plus the original /generate and a chat page at /)."""
+    from nexus_llm.serve.loading import configure_openmp
+
+    configure_openmp()  # before anything imports torch: OpenMP reads its settings once
     from nexus_llm.serve.auth import keys_from
 
+    adapters = _adapters(lora)
     settings = _settings(config, {
         "host": host, "port": port, "max_concurrent": max_concurrent, "max_queue": max_queue,
         "max_batch_size": max_batch_size, "max_tokens": max_tokens, "max_body_bytes": max_body_bytes,
         "model_name": model_name, "metrics_auth": metrics_auth, "drain_timeout_s": drain_timeout,
-        "dtype": dtype, "threads": threads, "engine": engine,
+        "dtype": dtype, "threads": threads, "engine": engine, "lora": adapters or None,
+        "max_prefill_tokens": max_prefill_tokens, "prefix_cache_mb": prefix_cache_mb,
+        "kv_cache_mb": kv_cache_mb, "playground": playground, "quantize": quantize,
     })  # fmt: skip
     keys = keys_from(api_key)
     from nexus_llm.serve.backends import choose_engine
@@ -76,18 +106,51 @@ def serve(
     sys.exit(serve_local_model(local, name, settings, keys, kind))
 
 
+def _adapters(pairs: list[str]) -> dict[str, str]:
+    """``--lora NAME=DIR`` values as a mapping; a malformed one or a missing directory exits 2."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, folder = pair.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            console.print(
+                f"[bold red]--lora {pair!r}[/]: use NAME=DIR, e.g. --lora support=runs/support-lora"
+            )
+            raise typer.Exit(2)
+        if not Path(folder, "adapter_config.json").is_file():
+            console.print(
+                f"[bold red]--lora {pair!r}[/]: {folder} has no adapter_config.json (a peft adapter)"
+            )
+            raise typer.Exit(2)
+        out[name.strip()] = folder.strip()
+    return out
+
+
+def _precision(settings) -> str:
+    if settings.dtype != "auto":
+        return settings.dtype
+    from nexus_llm.train.hardware import cpu_has_bf16
+
+    return "auto: bfloat16 on a CPU with native bf16" if cpu_has_bf16() else "auto: float32 (no native bf16)"
+
+
 def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> None:
     from nexus_llm.serve.backends import ENGINE_LABELS
+    from nexus_llm.serve.loading import default_threads
 
     rows = [
         ("model", f"{name} ({local})"),
         ("engine", f"{kind}: {ENGINE_LABELS[kind]}"),
+        ("precision, threads", f"{_precision(settings)}, {settings.threads or default_threads()} threads"),
         ("listening", f"http://{settings.host}:{settings.port}"),
         ("API keys", f"{len(keys)} configured" if keys else "none (open)"),
         ("concurrency", f"{settings.max_concurrent} in flight + {settings.max_queue} queued, then 429"),
         ("batch", f"up to {settings.max_batch_size} sequences"),
         ("limits", f"max_tokens <= {settings.max_tokens}, body <= {settings.max_body_bytes} bytes"),
     ]
+    if settings.lora:
+        rows.append(("LoRA adapters", ", ".join(settings.lora)))
+    if settings.playground:
+        rows.append(("playground", f"http://{settings.host}:{settings.port}/"))
     console.print(table("nexus serve", ["setting", "value"], rows))
     console.print("/health answers 503 until the model is loaded, then 200.")
 

@@ -38,10 +38,28 @@ class ServeConfig(StrictModel):
         description="auto = vLLM when it is installed and a CUDA GPU is visible, else the built-in engine",
     )
     max_batch_size: int = Field(
-        32, ge=1, le=4096, description="sequences decoded together in one forward pass"
+        64, ge=1, le=4096, description="sequences decoded together in one forward pass"
     )
     max_prefill_tokens: int = Field(
-        8192, ge=16, description="padded prompt tokens prefilled in one forward pass (bounds memory)"
+        256,
+        ge=16,
+        le=1_000_000,
+        description="prompt tokens run per engine step (chunked prefill: a longer prompt takes several "
+        "steps, interleaved with the running decodes)",
+    )
+    kv_cache_mb: int | None = Field(
+        None, ge=16, description="KV cache budget in MiB (default: a quarter of the machine's memory)"
+    )
+    prefix_cache_mb: int = Field(
+        256, ge=0, description="memory for cached prompt prefixes in MiB (0 turns prefix caching off)"
+    )
+    runner: Literal["auto", "llama", "hf"] = Field(
+        "auto",
+        description="built-in engine's model runner: auto = the fast Llama runner when the architecture "
+        "allows, else transformers' forward (hf)",
+    )
+    lora: dict[str, str] = Field(
+        default_factory=dict, description="LoRA adapters served beside the model: name -> peft directory"
     )
     max_tokens: int = Field(4096, ge=1, description="largest `max_tokens` a request may ask for")
     default_max_tokens: int = Field(
@@ -53,19 +71,28 @@ class ServeConfig(StrictModel):
     max_stop: int = Field(4, ge=0, le=64, description="most `stop` strings per request (OpenAI allows 4)")
     max_stop_chars: int = Field(256, ge=1, description="longest `stop` string")
     max_prompts: int = Field(16, ge=1, le=1024, description="most prompts in one /v1/completions request")
+    max_n: int = Field(16, ge=1, le=128, description="most choices (`n`) per prompt")
     metrics_auth: bool = Field(False, description="require an API key on /metrics too")
     drain_timeout_s: float = Field(
         30.0, ge=0, le=3600, description="on SIGTERM, time in-flight requests get to finish"
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="weights dtype: auto = float32 on CPU, the checkpoint's dtype on GPU"
+        "auto",
+        description="weights dtype: auto = bfloat16 on CPUs with native bf16 (AVX512-BF16, AMX), else "
+        "float32; the checkpoint's dtype on GPU",
     )
     threads: int | None = Field(
-        None, ge=1, description="torch CPU threads (default: usable cores - 1, one core stays free for HTTP)"
+        None, ge=1, description="torch CPU threads (default: every usable core; OpenMP spins briefly)"
+    )
+    playground: bool = Field(True, description="serve the chat playground page at /")
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="int8 = also keep weight-only int8 weights and use them for steps of one or two "
+        "sequences (faster there on a CPU, slightly less exact; fast runner only)",
     )
     emf: bool = Field(True, description="one CloudWatch Embedded Metric Format JSON line per request")
     access_log: bool = Field(False, description="uvicorn's access log (EMF lines already cover requests)")
     model_cache_dir: str | None = Field(
         None,
-        description="where s3:// models are downloaded (default $NEXUS_CACHE or ~/.cache/nexus_llm, /serve-models)",
+        description="where s3:// models are downloaded (default $NEXUS_CACHE or ~/.cache/nexus_llm, /models: the cache train and eval share)",
     )

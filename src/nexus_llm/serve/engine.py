@@ -25,7 +25,15 @@ FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to continue one prompt. ``temperature == 0`` means greedy decoding."""
+    """How to continue one prompt. ``temperature == 0`` means greedy decoding.
+
+    ``logprobs`` asks for the log-probability of each generated token and of its ``logprobs`` likeliest
+    alternatives (0 = the chosen token's only); ``prompt_logprobs`` the same for every prompt token
+    (what ``echo`` + ``logprobs`` on /v1/completions returns). Log-probabilities are the model's own
+    distribution (log-softmax of the logits), before penalties, bias, grammar and temperature, as vLLM
+    returns them by default. ``grammar`` is a compiled constraint from :mod:`nexus_llm.serve.grammar`;
+    ``adapter`` names a LoRA adapter loaded beside the base model.
+    """
 
     max_tokens: int
     temperature: float = 1.0
@@ -34,17 +42,44 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    grammar: Any = None
+    adapter: str | None = None
+
+    @property
+    def penalized(self) -> bool:
+        return bool(self.presence_penalty or self.frequency_penalty or self.repetition_penalty != 1.0)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability and its likeliest alternatives (token id, log-probability), best first."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """New text of one request since its previous chunk; the last chunk has a ``finish_reason``."""
+    """New text of one request since its previous chunk; the last chunk has a ``finish_reason``.
+
+    ``logprobs`` covers the tokens generated since the previous chunk (when asked for); the first chunk
+    carries ``prompt_logprobs`` (None for the first prompt token, which has no context).
+    """
 
     text: str
     completion_tokens: int
     prompt_tokens: int
     finish_reason: FinishReason | None = None
     error: str | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
+    prompt_logprobs: tuple[TokenLogprob | None, ...] | None = None
 
 
 @dataclass
@@ -59,6 +94,15 @@ class EngineStats:
     generated_tokens: int = 0
     finished: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    cached_prompt_tokens: int = 0  # prompt tokens taken from the prefix cache instead of computed
+
+
+class Unsupported(ValueError):
+    """The engine cannot honour an option of the request (the HTTP layer answers 400)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class EngineOverloaded(Exception):
@@ -146,14 +190,39 @@ class EngineCore:
                 self._error or ("shutting down" if self._stopping else "the model is loading")
             )
 
-    def encode(self, text: str) -> list[int]:
+    features: frozenset[str] = frozenset()
+    """Options beyond plain sampling this engine honours (``FEATURES`` lists them all)."""
+
+    adapters: tuple[str, ...] = ()
+    """Names of the LoRA adapters served beside the base model."""
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Prompt text to ids. Blocks (on the tokenizer lock): call it off the event loop."""
         self._check_ready()
-        return self._encoder.encode(text)
+        return self._encoder.encode(text, add_special_tokens)
 
-    def encode_chat(self, messages: list[dict[str, Any]]) -> list[int]:
+    def encode_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
         self._check_ready()
-        return self._encoder.encode_chat(messages)
+        return self._encoder.encode_chat(messages, add_generation_prompt)
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        self._check_ready()
+        return self._encoder.decode(ids, skip_special_tokens)
+
+    def token_text(self, token: int) -> str:
+        return self._encoder.token_text(token)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._encoder.token_bytes(token)
+
+    def tokenizer_info(self) -> dict[str, Any]:
+        self._check_ready()
+        return self._encoder.info(self.context_length)
+
+
+FEATURES = frozenset({"logprobs", "echo", "penalties", "logit_bias", "response_format", "lora"})
+"""``logprobs``: token logprobs; ``echo``: prompt logprobs; ``penalties``: presence, frequency and
+repetition; ``logit_bias``; ``response_format``: JSON modes through a grammar; ``lora``: adapters."""
 
 
 class Engine(Protocol):
@@ -181,13 +250,28 @@ class Engine(Protocol):
 
     def stats(self) -> EngineStats: ...
 
-    def encode(self, text: str) -> list[int]:
-        """Prompt text to token ids (never empty: an empty prompt becomes the BOS token).
+    features: frozenset[str]
+    adapters: tuple[str, ...]
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Prompt text to token ids (never empty with special tokens: an empty prompt becomes BOS).
 
         May block (a lock, a long text): the HTTP layer calls it in a worker thread, never on the loop."""
 
-    def encode_chat(self, messages: list[dict[str, Any]]) -> list[int]:
+    def encode_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
         """Chat messages to token ids through the tokenizer's chat template (blocks, like ``encode``)."""
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        """Token ids to text (blocks, like ``encode``)."""
+
+    def token_text(self, token: int) -> str:
+        """One token's text (a table lookup: safe on the event loop)."""
+
+    def token_bytes(self, token: int) -> bytes:
+        """One token's bytes (a table lookup)."""
+
+    def tokenizer_info(self) -> dict[str, Any]:
+        """Special tokens, chat template and context, as vLLM's ``/tokenizer_info`` has them."""
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
         """Queue a request (call on an event loop). Raises EngineOverloaded or EngineNotReady."""

@@ -110,7 +110,10 @@ def install_error_handlers(app: FastAPI) -> None:
         status = exc.status_code
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if status == 404:
-            message = "no such endpoint: see /v1/models, /v1/completions, /v1/chat/completions, /generate"
+            message = (
+                "no such endpoint: see /v1/models, /v1/completions, /v1/chat/completions, /generate, "
+                "/tokenize, /detokenize"
+            )
         elif status == 400 and "parsing the body" in message:
             message = "the body could not be read as JSON text (is it valid UTF-8?)"
         return APIError(status, message, headers=dict(exc.headers or {})).response()

@@ -1,14 +1,17 @@
-"""Find and load the model to serve: a local Hugging Face directory, or an ``s3://`` one cached locally."""
+"""Load the model to serve and build its runner (the directory comes from
+:func:`nexus_llm.models.loading.resolve_model`: local, or an ``s3://`` one cached locally)."""
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nexus_llm import storage
 from nexus_llm.modelinfo import context_length
+
+log = logging.getLogger("nexus_llm.serve.engine")
 
 
 @dataclass
@@ -22,6 +25,12 @@ class LoadedModel:
     bos_id: int | None
     pad_id: int
     vocab_size: int
+    runner: Any = None  # a nexus_llm.serve.runner.Runner
+    adapters: tuple[str, ...] = ()
+    generation_defaults: dict[str, Any] = field(default_factory=dict)
+    dtype: str = ""
+    threads: int = 0
+    runner_kind: str = ""
 
 
 def check_model_dir(path: str) -> None:
@@ -39,21 +48,6 @@ def check_model_dir(path: str) -> None:
         raise FileNotFoundError(f"{path!r} has no tokenizer files (tokenizer.json / tokenizer_config.json)")
 
 
-def resolve_model(uri: str, cache_dir: str | None = None) -> str:
-    """A local directory for ``uri``: itself when local, else a cached download (re-fetched when it changes).
-
-    The cache is the shared one (:func:`nexus_llm.storage.cached_local_copy`): keyed by the remote
-    files' names, sizes and ETags, filled by an atomic rename, so replicas starting together on one
-    host can race to download the same model safely. The deploy stage's copier also unpacks a
-    SageMaker ``model.tar.gz``.
-    """
-    if not storage.is_remote(uri):
-        return uri
-    from nexus_llm.deploy.fetch_model import fetch_model
-
-    return storage.cached_local_copy(uri, kind="serve-models", fetch=fetch_model, cache_dir=cache_dir)
-
-
 def _ids(value) -> set[int]:
     if value is None:
         return set()
@@ -61,27 +55,134 @@ def _ids(value) -> set[int]:
 
 
 def default_threads() -> int:
-    """torch threads for CPU serving: every usable core but one, which stays free for the HTTP side.
+    """torch threads for CPU serving: every core this process may run on.
 
-    torch's OpenMP workers spin at barriers; when they share cores with the event loop (or with other
-    processes) a step can take tens of times longer, so leaving a core free matters more than using it.
+    Until this release one core was left to the HTTP side, because torch's OpenMP workers spin at
+    barriers and a spinning worker that shares a core with the event loop (or another process) slowed a
+    step down many times over. ``nexus serve`` now starts OpenMP with a short spin count (see
+    :func:`configure_openmp`), so an idle worker soon sleeps and all cores can go to the model:
+    docs/serve.md has the measurements.
     """
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    return max(1, cpus - 1)
+    return max(1, cpus)
 
 
-def load_model(path: str, dtype: str = "auto", threads: int | None = None) -> LoadedModel:
-    """Load tokenizer and weights for inference (eval mode, no gradients)."""
+OPENMP_ENV = {"GOMP_SPINCOUNT": "3000"}
+"""Set for ``nexus serve`` before torch loads (a user's own values win); see :func:`configure_openmp`."""
+
+
+def configure_openmp() -> dict[str, str]:
+    """Let idle OpenMP workers spin only briefly before they sleep (must run before ``import torch``).
+
+    torch's OpenMP (libgomp, in PyTorch's Linux wheels) spins a worker for ~300,000 iterations before it
+    sleeps. A spinning worker that loses its core to another thread — the event loop, an HTTP client on
+    the same machine, another process — stalls every barrier of every operator, and the server spends
+    much of each step between operators (Python, the GIL, the event loop). ``GOMP_SPINCOUNT=3000`` keeps
+    back-to-back operators cheap and puts an idle worker to sleep within microseconds. Measured with
+    SmolLM2-135M on the 2-core development machine, end to end (``nexus bench serve``, 64 tokens per
+    request, two interleaved rounds, load average about 1; tokens/s at concurrency 1 and 16):
+
+    ========================  ===========  ===========
+    OpenMP setting            c = 1        c = 16
+    ========================  ===========  ===========
+    default (spinning)        3.1          355
+    GOMP_SPINCOUNT=30000      33.7-36.5    318-323
+    GOMP_SPINCOUNT=3000       34.9-35.5    302-325
+    OMP_WAIT_POLICY=PASSIVE   27.2-30.4    221-264
+    one thread                25.5-28.8    235-238
+    ========================  ===========  ===========
+
+    With two busy-looping processes on the same 2 cores, 3000 spins and passive waiting were alike
+    (decode step of one sequence 51-84 ms, of 16: 105-123 ms). Returns the variables it set.
+    """
+    import sys
+
+    if "torch" in sys.modules:
+        return {}  # too late: OpenMP read its environment when torch loaded
+    set_now = {
+        k: v for k, v in OPENMP_ENV.items() if k not in os.environ and "OMP_WAIT_POLICY" not in os.environ
+    }
+    os.environ.update(set_now)
+    return set_now
+
+
+def default_dtype(cuda: bool):
+    """bf16 on CPUs with native bf16 arithmetic (AVX512-BF16, AMX), else fp32; the checkpoint's on GPUs."""
+    import torch
+
+    if cuda:
+        return "auto"
+    from nexus_llm.train.hardware import cpu_has_bf16
+
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def default_kv_cache_bytes(cuda: bool) -> int:
+    """A quarter of the machine's memory (half the free GPU memory on CUDA) for the KV cache."""
+    if cuda:
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0] * 0.5)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(total // 4)
+
+
+GENERATION_KEYS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "repetition_penalty": "repetition_penalty",
+    "max_new_tokens": "max_tokens",
+}
+
+
+def generation_defaults(model: Any) -> dict[str, Any]:
+    """Sampling defaults the model's ``generation_config.json`` sets (vLLM applies the same keys).
+
+    Only values that differ from transformers' own defaults count (``to_diff_dict``), as in vLLM:
+    ``GenerationConfig`` reports ``top_k=50`` for every model, which no model author chose.
+    """
+    gen = getattr(model, "generation_config", None)
+    if gen is None:
+        return {}
+    diff = gen.to_diff_dict()
+    return {ours: diff[key] for key, ours in GENERATION_KEYS.items() if diff.get(key) is not None}
+
+
+def load_model(
+    path: str,
+    dtype: str = "auto",
+    threads: int | None = None,
+    *,
+    kv_cache_bytes: int | None = None,
+    prefix_cache_bytes: int = 256 << 20,
+    adapters: dict[str, str] | None = None,
+    runner: str = "auto",
+    quantize: str = "none",
+) -> LoadedModel:
+    """Load tokenizer and weights for inference (eval mode, no gradients) and build the model runner.
+
+    ``runner`` is ``auto`` (the fast Llama runner when the architecture allows, else the generic one),
+    ``llama`` or ``hf``. ``adapters`` maps names to peft LoRA directories (Llama runner only).
+    ``quantize="int8"`` adds weight-only int8 copies for one- and two-sequence steps (Llama runner, CPU).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from nexus_llm.serve.llama import LlamaRunner, unsupported_reason
+    from nexus_llm.serve.runner import HFRunner
+
     cuda = torch.cuda.is_available()
+    threads = threads or (None if cuda else default_threads())
     if threads and not cuda:
-        torch.set_num_threads(threads)  # process-wide: the server passes default_threads()
-    torch_dtype = getattr(torch, dtype) if dtype != "auto" else ("auto" if cuda else torch.float32)
+        torch.set_num_threads(threads)  # process-wide
+    torch_dtype = getattr(torch, dtype) if dtype != "auto" else default_dtype(cuda)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     if cuda:
@@ -90,12 +191,44 @@ def load_model(path: str, dtype: str = "auto", threads: int | None = None) -> Lo
     gen = getattr(model, "generation_config", None)
     eos = _ids(getattr(gen, "eos_token_id", None)) | _ids(tokenizer.eos_token_id)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+    ctx = context_length(model.config, tokenizer)
+    reason = unsupported_reason(model)
+    if runner == "llama" and reason:
+        raise ValueError(f"the fast runner cannot serve this model: {reason}")
+    if adapters and reason:
+        raise ValueError(f"LoRA adapters need the fast runner, which cannot serve this model: {reason}")
+    if quantize != "none" and (reason or runner == "hf"):
+        raise ValueError(
+            f"quantize {quantize!r} needs the fast runner, which cannot serve this model: {reason}"
+        )
+    if runner == "hf" or (runner == "auto" and reason):
+        if adapters:
+            raise ValueError("LoRA adapters are served by the fast runner only (runner: auto or llama)")
+        if reason:
+            log.info("serving with the generic runner: %s", reason)
+        model_runner, kind = HFRunner(model), "hf"
+    else:
+        model_runner = LlamaRunner(
+            model,
+            context_length=ctx,
+            kv_budget_bytes=kv_cache_bytes or default_kv_cache_bytes(cuda),
+            prefix_cache_bytes=prefix_cache_bytes,
+            adapters=adapters,
+            quantize=quantize,
+        )
+        kind = "llama"
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
-        context_length=context_length(model.config, tokenizer),
+        context_length=ctx,
         eos_ids=frozenset(eos),
         bos_id=tokenizer.bos_token_id,
         pad_id=int(pad),
         vocab_size=int(model.get_input_embeddings().num_embeddings),
+        runner=model_runner,
+        adapters=tuple(adapters or {}),
+        generation_defaults=generation_defaults(model),
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        threads=torch.get_num_threads(),
+        runner_kind=kind,
     )

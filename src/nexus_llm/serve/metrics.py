@@ -62,8 +62,13 @@ class EngineCollector(Collector):
         yield GaugeMetricFamily(
             "nexus_engine_waiting", "requests waiting inside the engine for a batch row", s.waiting
         )
-        yield CounterMetricFamily("nexus_engine_steps", "decode steps run", s.steps)
+        yield CounterMetricFamily("nexus_engine_steps", "engine steps (forward passes) run", s.steps)
         yield CounterMetricFamily("nexus_engine_prompt_tokens", "prompt tokens prefilled", s.prompt_tokens)
+        yield CounterMetricFamily(
+            "nexus_engine_cached_prompt_tokens",
+            "prompt tokens taken from the prefix cache instead of computed",
+            s.cached_prompt_tokens,
+        )
         yield CounterMetricFamily("nexus_engine_generated_tokens", "tokens generated", s.generated_tokens)
         finished = CounterMetricFamily(
             "nexus_engine_requests_finished", "requests the engine finished, by reason", labels=["reason"]

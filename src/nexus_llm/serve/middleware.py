@@ -10,7 +10,7 @@ from nexus_llm.serve.errors import TYPES, APIError
 from nexus_llm.serve.metrics import RequestRecord, ServeMetrics
 
 API_PATHS = frozenset({"/generate", "/v1/completions", "/v1/chat/completions", "/v1/models"})
-KNOWN_PATHS = API_PATHS | {"/health", "/metrics"}
+KNOWN_PATHS = API_PATHS | {"/health", "/metrics", "/tokenize", "/detokenize", "/tokenizer_info", "/"}
 
 
 class ObserveMiddleware:

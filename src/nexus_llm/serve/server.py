@@ -125,7 +125,8 @@ def run_server(app: FastAPI, host: str, port: int, drain_timeout_s: float, acces
 
 def resolve_served_model(model: str, settings: ServeConfig) -> tuple[str, str]:
     """(local directory, served name) for ``model``, a directory or ``s3://`` URI; raises OSError."""
-    from nexus_llm.serve.loading import check_model_dir, resolve_model
+    from nexus_llm.models.loading import resolve_model
+    from nexus_llm.serve.loading import check_model_dir
 
     local = resolve_model(model, settings.model_cache_dir)
     check_model_dir(local)

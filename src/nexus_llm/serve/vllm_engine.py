@@ -58,7 +58,14 @@ class _Handle(RequestHandle):
 
 
 class VLLMEngine(EngineCore):
-    """vLLM's ``AsyncLLMEngine`` behind the engine seam (see the module docstring)."""
+    """vLLM's ``AsyncLLMEngine`` behind the engine seam (see the module docstring).
+
+    Penalties and ``logit_bias`` are passed on to vLLM's ``SamplingParams`` (same names and meaning).
+    Logprobs, ``echo``, ``response_format`` and LoRA adapters are not wired through this adapter (their
+    vLLM APIs could not be tried here), so the HTTP layer answers 400 for them instead of ignoring them.
+    """
+
+    features = frozenset({"penalties", "logit_bias"})
 
     def __init__(
         self, model_dir: str, model_name: str, *, max_batch_size: int = 32, dtype: str = "auto",
@@ -77,6 +84,7 @@ class VLLMEngine(EngineCore):
         self._prompt_tokens = 0
         self._generated = 0
         self._finished: Counter[str] = Counter()
+        self.generation_defaults: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -95,7 +103,8 @@ class VLLMEngine(EngineCore):
             config = engine.model_config
             self._context = int(config.max_model_len)
             self._vocab = int(config.get_vocab_size())
-            self._encoder = PromptEncoder(tokenizer, tokenizer.bos_token_id)
+            self._encoder = PromptEncoder(tokenizer, tokenizer.bos_token_id, self._vocab)
+            self.generation_defaults = _generation_defaults(self.model_dir)
             self._engine = engine
         except Exception as exc:
             self._error = f"model failed to load in vLLM: {exc}"
@@ -152,7 +161,9 @@ class VLLMEngine(EngineCore):
         sampling = VLLMSamplingParams(
             n=1, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
             top_k=params.top_k if params.top_k > 0 else -1, seed=params.seed, stop=list(params.stop) or None,
-            ignore_eos=params.ignore_eos,
+            ignore_eos=params.ignore_eos, presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty, repetition_penalty=params.repetition_penalty,
+            logit_bias=dict(params.logit_bias) or None,
         )  # fmt: skip
         sent, tokens, n_prompt = 0, 0, len(ids)
         last = Chunk("", 0, n_prompt, "error", "vLLM ended the stream without finishing the request")
@@ -176,3 +187,16 @@ class VLLMEngine(EngineCore):
             self._generated += tokens
             self._finished[last.finish_reason] += 1
             handle.push(last)
+
+
+def _generation_defaults(model_dir: str) -> dict[str, Any]:
+    """The model's ``generation_config.json`` sampling defaults, as the built-in engine reads them."""
+    from transformers import GenerationConfig
+
+    from nexus_llm.serve.loading import GENERATION_KEYS
+
+    try:
+        diff = GenerationConfig.from_pretrained(model_dir).to_diff_dict()
+    except OSError:  # no generation_config.json
+        return {}
+    return {ours: diff[key] for key, ours in GENERATION_KEYS.items() if diff.get(key) is not None}

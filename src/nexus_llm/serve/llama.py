@@ -1,0 +1,613 @@
+"""The fast path: a lean forward pass for Llama-architecture models, written for CPU serving.
+
+Why not the transformers forward: on SmolLM2-135M (30 layers) with 2 cores, a decode step through
+``LlamaForCausalLM`` spent about half its time outside the matrix multiplications (RMSNorm as six ops,
+rotary embeddings, the KV cache growing by concatenation at every step, per-call weight reorders in
+oneDNN, and a CPU flash-attention kernel that is slow for one query token). Measured on the development
+machine, one thread, bf16, CPU time per decode step (``/tmp`` scripts, not kept; the machine was shared):
+
+======================  ============  ============
+                        1 sequence    16 sequences
+======================  ============  ============
+transformers forward    80 ms         145 ms
+this module             37-41 ms      52-66 ms
+======================  ============  ============
+
+What makes the difference:
+
+- **weights prepacked for oneDNN** once at load (``torch.ops.mkldnn._reorder_linear_weight`` and
+  ``_linear_pointwise``, what ``torch.compile``'s freezing pass emits for CPU): ``F.linear`` on bf16
+  reorders the weight on every call, which cost 2x at 1 row and 1.8x at 16 rows (all 211 linears of
+  SmolLM2: 43 vs 21-30 ms at 1 row, 59 vs 32 ms at 16). Packing is checked against ``F.linear`` at
+  load and skipped where it is unavailable (or on GPUs);
+- **fused projections**: q, k and v are one matmul, gate and up another;
+- **one flat batch per step**: the decode tokens of all running sequences and the prompt chunks of
+  sequences being prefilled go through every weight matrix together (weights are read once per step,
+  not once per sequence), and attention is done per sequence: batched for the single-token (decode)
+  rows, per prompt chunk with ``scaled_dot_product_attention`` otherwise. This is what makes chunked
+  prefill cheap: a long prompt is run a chunk per step alongside the running decodes;
+- **a slot KV cache** (``[layers, k/v, slots, kv_heads, capacity, head_dim]``), written in place: no
+  concatenation per step; a finished sequence's slot is refilled by moving the last one (one copy);
+- **a prefix cache** (:class:`PrefixCache`): the KV of prompt prefixes seen before (a system prompt, a
+  conversation's earlier turns) is copied in instead of recomputed.
+
+Supported: ``model_type`` llama, mistral (without a sliding window) and qwen2 (without one), SiLU MLPs,
+RMSNorm, rotary embeddings of any kind transformers' ``rotary_emb`` module computes (the tables are taken
+from it). Anything else is served by :class:`nexus_llm.serve.runner.HFRunner`. LoRA adapters (peft
+format) are applied per sequence, so sequences of different adapters share a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nexus_llm.serve.runner import Work
+
+log = logging.getLogger("nexus_llm.serve.engine")
+
+SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why :class:`LlamaRunner` cannot run ``model`` (None when it can)."""
+    cfg = model.config
+    kind = getattr(cfg, "model_type", None)
+    if kind not in SUPPORTED_TYPES:
+        return f"model_type {kind!r} is not one of {', '.join(SUPPORTED_TYPES)}"
+    if getattr(cfg, "hidden_act", "silu") != "silu":
+        return f"hidden_act {cfg.hidden_act!r} is not silu"
+    if getattr(cfg, "sliding_window", None) is not None and getattr(cfg, "use_sliding_window", True):
+        return "the model uses sliding-window attention"
+    layer_types = set(getattr(cfg, "layer_types", None) or ["full_attention"])
+    if layer_types != {"full_attention"}:
+        return f"layer types {sorted(layer_types)} are not all full attention"
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "rotary_emb"):
+        return "the model does not have the Llama module layout"
+    attn = inner.layers[0].self_attn
+    if abs(float(getattr(attn, "scaling", attn.head_dim**-0.5)) - attn.head_dim**-0.5) > 1e-9:
+        return "attention scaling is not 1/sqrt(head_dim)"
+    if getattr(model.lm_head, "bias", None) is not None:
+        return "the output layer has a bias"
+    return None
+
+
+# ---------------------------------------------------------------- linear layers
+def _can_pack(weight: torch.Tensor) -> bool:
+    return (
+        weight.device.type == "cpu"
+        and weight.dtype in (torch.float32, torch.bfloat16)
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    )
+
+
+INT8_MAX_ROWS = 2
+"""With ``quantize="int8"``, steps of at most this many tokens use the int8 weights (see :class:`Linear`)."""
+
+
+class Linear:
+    """``y = x @ W.T + b`` with ``W`` prepacked for oneDNN where that works (see the module docstring).
+
+    ``int8=True`` also keeps a weight-only int8 copy (per output channel, symmetric) and uses it for
+    inputs of at most ``INT8_MAX_ROWS`` rows through ``torch._weight_int8pack_mm``: reading half the
+    bytes makes a one-sequence decode step faster on a memory-bound CPU, while that kernel is slower than
+    the bf16 one from four rows on (``benchmarks/serve.py --kernels``), so batches keep bf16.
+    """
+
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor | None = None, pack: bool = True, int8: bool = False
+    ) -> None:
+        self.out_features, self.in_features = weight.shape
+        self.bias = bias.contiguous() if bias is not None else None
+        self.weight = weight.contiguous()
+        self.packed: torch.Tensor | None = None
+        if pack and _can_pack(weight):
+            try:
+                packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, 16)
+                probe = torch.randn(3, self.in_features, dtype=weight.dtype)
+                got = torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "")
+                want = F.linear(probe, self.weight)
+                tol = 1e-2 if weight.dtype == torch.bfloat16 else 1e-3
+                if torch.allclose(got.float(), want.float(), rtol=tol, atol=tol * want.abs().max().item()):
+                    self.packed = packed
+            except (RuntimeError, AttributeError):  # an ATen build without the oneDNN ops
+                self.packed = None
+        self.q8: tuple[torch.Tensor, torch.Tensor] | None = None
+        if int8 and weight.device.type == "cpu":
+            w = weight.float()
+            scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
+            q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+            self.q8 = (q, scale.to(weight.dtype))
+        if self.packed is not None:
+            self.weight = None  # the packed copy is the only one kept
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.q8 is not None and x.shape[0] <= INT8_MAX_ROWS:
+            y = torch._weight_int8pack_mm(x, *self.q8)
+            return y if self.bias is None else y + self.bias
+        if self.packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
+
+
+@dataclass
+class _Layer:
+    norm1: torch.Tensor
+    norm2: torch.Tensor
+    qkv: Linear
+    o: Linear
+    gate_up: Linear
+    down: Linear
+
+
+def _bias(module) -> torch.Tensor | None:
+    return None if module.bias is None else module.bias.detach()
+
+
+# ---------------------------------------------------------------- LoRA adapters
+@dataclass
+class Adapter:
+    """A LoRA adapter: per (layer, projection) the ``A`` [r, in] and ``B`` [out, r] matrices and the scale."""
+
+    name: str
+    path: str
+    weights: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor, float]] = field(default_factory=dict)
+
+
+def load_adapter(name: str, path: str, model: Any, dtype: torch.dtype) -> Adapter:
+    """A peft LoRA adapter directory (``adapter_config.json`` + ``adapter_model.safetensors``).
+
+    Only plain LoRA on the attention and MLP projections is supported (what ``nexus train`` and most
+    fine-tunes produce); DoRA, embeddings, ``modules_to_save`` or other peft methods are refused by name.
+    """
+    import json
+    import re
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    cfg_path = root / "adapter_config.json"
+    if not cfg_path.is_file():
+        raise ValueError(
+            f"LoRA adapter {name!r}: {path} has no adapter_config.json (a peft adapter directory)"
+        )
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("peft_type", "LORA") != "LORA":
+        raise ValueError(f"LoRA adapter {name!r}: peft_type {cfg.get('peft_type')!r} is not LORA")
+    for key in ("use_dora", "modules_to_save"):
+        if cfg.get(key):
+            raise ValueError(f"LoRA adapter {name!r}: {key} is not supported by the server")
+    if cfg.get("fan_in_fan_out"):
+        raise ValueError(f"LoRA adapter {name!r}: fan_in_fan_out is not supported (not a Llama adapter)")
+    files = [root / "adapter_model.safetensors"]
+    if not files[0].is_file():
+        raise ValueError(f"LoRA adapter {name!r}: {path} has no adapter_model.safetensors")
+    tensors = load_file(str(files[0]))
+    alpha_default = float(cfg.get("lora_alpha", cfg.get("r", 8)))
+    pattern = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.lora_([AB])(?:\.\w+)?\.weight$")
+    found: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        m = pattern.search(key)
+        if m is None:
+            raise ValueError(
+                f"LoRA adapter {name!r}: unsupported weight {key!r} (only attention/MLP projections)"
+            )
+        found.setdefault((int(m.group(1)), m.group(2)), {})[m.group(3)] = value
+    layers = model.model.layers
+    adapter = Adapter(name, path)
+    for (layer, proj), ab in sorted(found.items()):
+        if layer >= len(layers) or proj not in PROJECTIONS or set(ab) != {"A", "B"}:
+            raise ValueError(f"LoRA adapter {name!r}: layer {layer} {proj} does not match the base model")
+        base = getattr(layers[layer].self_attn if proj in PROJECTIONS[:4] else layers[layer].mlp, proj)
+        a, b = ab["A"], ab["B"]
+        if a.shape[1] != base.in_features or b.shape[0] != base.out_features or a.shape[0] != b.shape[1]:
+            raise ValueError(
+                f"LoRA adapter {name!r}: layer {layer} {proj} has shapes {tuple(a.shape)} x {tuple(b.shape)}, "
+                f"which do not fit the base model's {base.out_features}x{base.in_features}: another base model?"
+            )
+        rank = a.shape[0]  # peft's rank_pattern only changes this shape
+        module = f"model.layers.{layer}.{'self_attn' if proj in PROJECTIONS[:4] else 'mlp'}.{proj}"
+        alpha = alpha_default
+        for key, value in (cfg.get("alpha_pattern") or {}).items():  # peft matches these against the name
+            if re.search(rf"(^|\.){key}$", module):
+                alpha = float(value)
+        scale = alpha / (rank**0.5 if cfg.get("use_rslora") else rank)
+        adapter.weights[(layer, proj)] = (a.to(dtype).contiguous(), b.to(dtype).contiguous(), scale)
+    if not adapter.weights:
+        raise ValueError(f"LoRA adapter {name!r}: {path} holds no LoRA weights")
+    return adapter
+
+
+# ---------------------------------------------------------------- caches
+class PrefixCache:
+    """KV of prompt prefixes already computed, by blocks of ``block`` tokens, least recently used first out.
+
+    An entry is the KV of one prompt's first ``k * block`` tokens; every block boundary of it is indexed
+    by a chained hash of the tokens up to there, so a later prompt finds the longest prefix it shares
+    with any stored prompt. Matches are verified token for token (hashes only find candidates).
+    """
+
+    def __init__(self, block: int, budget_bytes: int) -> None:
+        self.block = block
+        self.budget = budget_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[int, tuple[tuple[int, ...], torch.Tensor]] = OrderedDict()
+        self._index: dict[int, tuple[int, int]] = {}  # boundary hash -> (entry id, tokens)
+        self._next = 0
+        self.hits = 0
+        self.hit_tokens = 0
+
+    def _hashes(self, tokens: list[int], limit: int) -> list[int]:
+        out, h = [], 0
+        for k in range(limit // self.block):
+            h = hash((h, tuple(tokens[k * self.block : (k + 1) * self.block])))
+            out.append(h)
+        return out
+
+    def lookup(self, tokens: list[int], limit: int) -> tuple[torch.Tensor, int] | None:
+        """The stored KV ``[L, 2, kv_heads, n, head_dim]`` of the longest stored prefix of ``tokens[:limit]``."""
+        for h in reversed(self._hashes(tokens, limit)):
+            found = self._index.get(h)
+            if found is None:
+                continue
+            entry_id, n = found
+            stored, kv = self._entries[entry_id]
+            if list(stored[:n]) != tokens[:n]:
+                continue  # a hash collision
+            self._entries.move_to_end(entry_id)
+            self.hits += 1
+            self.hit_tokens += n
+            return kv, n
+        return None
+
+    def covered(self, tokens: list[int]) -> int:
+        """How many leading tokens of ``tokens`` are stored already (whole blocks)."""
+        for h in reversed(self._hashes(tokens, len(tokens))):
+            if h in self._index:
+                return self._index[h][1]
+        return 0
+
+    def store(self, tokens: list[int], kv: torch.Tensor) -> None:
+        """Keep ``kv`` (the KV of ``tokens``, a whole number of blocks) and drop old entries over budget."""
+        size = kv.numel() * kv.element_size()
+        if size > self.budget or not tokens:
+            return
+        entry_id, self._next = self._next, self._next + 1
+        self._entries[entry_id] = (tuple(tokens), kv)
+        self.bytes += size
+        for k, h in enumerate(self._hashes(tokens, len(tokens)), start=1):
+            self._index[h] = (entry_id, k * self.block)
+        while self.bytes > self.budget:
+            old_id, (old_tokens, old_kv) = self._entries.popitem(last=False)
+            self.bytes -= old_kv.numel() * old_kv.element_size()
+            for h in self._hashes(list(old_tokens), len(old_tokens)):
+                if self._index.get(h, (None,))[0] == old_id:
+                    del self._index[h]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._index.clear()
+        self.bytes = 0
+
+
+class SlotCache:
+    """One dense KV tensor ``[layers, 2, slots, kv_heads, capacity, head_dim]``; active slots are ``0..n-1``.
+
+    Grows (by reallocation) to the slots and capacity the active sequences reserved, never past
+    ``budget_bytes``; a sequence's tokens live in its slot's columns ``0..len-1``.
+    """
+
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype, device, budget_bytes: int) -> None:
+        self.shape = (layers, 2, kv_heads, head_dim)
+        self.dtype, self.device = dtype, device
+        self.budget = budget_bytes
+        self.token_bytes = layers * 2 * kv_heads * head_dim * torch.empty(0, dtype=dtype).element_size()
+        self.data: torch.Tensor | None = None
+        self.slots = 0
+        self.capacity = 0
+
+    def fits(self, slots: int, capacity: int) -> bool:
+        return slots * _round_capacity(capacity) * self.token_bytes <= self.budget
+
+    def ensure(self, slots: int, capacity: int) -> None:
+        """Room for ``slots`` slots of ``capacity`` tokens (content of existing slots is kept)."""
+        if slots <= self.slots and capacity <= self.capacity:
+            return
+        new_slots = max(slots, min(2 * self.slots, slots + 8)) if slots > self.slots else self.slots
+        new_cap = max(_round_capacity(capacity), self.capacity)
+        while new_slots > slots and not self.fits(new_slots, new_cap):
+            new_slots -= 1
+        layers, two, kvh, hd = self.shape
+        data = torch.zeros((layers, two, new_slots, kvh, new_cap, hd), dtype=self.dtype, device=self.device)
+        if self.data is not None:
+            data[:, :, : self.slots, :, : self.capacity] = self.data
+        self.data, self.slots, self.capacity = data, new_slots, new_cap
+
+    def release(self) -> None:
+        self.data, self.slots, self.capacity = None, 0, 0
+
+
+def _round_capacity(n: int) -> int:
+    return max(128, -(-n // 128) * 128)
+
+
+# ---------------------------------------------------------------- the runner
+class LlamaRunner:
+    """The :class:`~nexus_llm.serve.runner.Runner` for Llama-architecture models (module docstring)."""
+
+    prefix_caching = True
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        context_length: int,
+        kv_budget_bytes: int,
+        prefix_cache_bytes: int = 0,
+        prefix_block: int = 16,
+        adapters: dict[str, str] | None = None,
+        quantize: str = "none",
+    ) -> None:
+        reason = unsupported_reason(model)
+        int8 = quantize == "int8"
+        if reason:
+            raise ValueError(f"LlamaRunner cannot run this model: {reason}")
+        cfg = model.config
+        inner = model.model
+        self.device = model.device
+        self.dtype = next(model.parameters()).dtype
+        attn = inner.layers[0].self_attn
+        self.head_dim = attn.head_dim
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = cfg.num_key_value_heads
+        self.groups = self.heads // self.kv_heads
+        self.scale = self.head_dim**-0.5
+        self.eps = inner.norm.variance_epsilon
+        self.embed = inner.embed_tokens.weight.detach()
+        self.norm = inner.norm.weight.detach()
+        self.lm_head = Linear(model.lm_head.weight.detach(), int8=int8)
+        self.layers = []
+        for layer in inner.layers:
+            a, mlp = layer.self_attn, layer.mlp
+            qkv_bias = None
+            if a.q_proj.bias is not None:
+                qkv_bias = torch.cat([_bias(a.q_proj), _bias(a.k_proj), _bias(a.v_proj)])
+            gate_up_bias = None
+            if mlp.gate_proj.bias is not None:
+                gate_up_bias = torch.cat([_bias(mlp.gate_proj), _bias(mlp.up_proj)])
+            self.layers.append(
+                _Layer(
+                    norm1=layer.input_layernorm.weight.detach(),
+                    norm2=layer.post_attention_layernorm.weight.detach(),
+                    qkv=Linear(
+                        torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(),
+                        qkv_bias,
+                        int8=int8,
+                    ),
+                    o=Linear(a.o_proj.weight.detach(), _bias(a.o_proj), int8=int8),
+                    gate_up=Linear(
+                        torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(),
+                        gate_up_bias,
+                        int8=int8,
+                    ),
+                    down=Linear(mlp.down_proj.weight.detach(), _bias(mlp.down_proj), int8=int8),
+                )
+            )
+        self.intermediate = self.layers[0].gate_up.out_features // 2
+        self.packed = self.lm_head.packed is not None
+        positions = torch.arange(context_length, device=self.device)[None]
+        cos, sin = inner.rotary_emb(torch.zeros(1, dtype=self.dtype, device=self.device), positions)
+        self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
+        self.context_length = context_length
+        self.cache = SlotCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype, self.device,
+                               kv_budget_bytes)  # fmt: skip
+        self.prefix = PrefixCache(prefix_block, prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        self.prefix_caching = self.prefix is not None
+        self._slot: dict[int, int] = {}  # key -> slot
+        self._need: dict[int, int] = {}  # key -> reserved length
+        self._keys: list[int] = []  # slot -> key
+        self.adapters: dict[str, Adapter] = {}
+        for name, path in (adapters or {}).items():
+            self.adapters[name] = load_adapter(name, path, model, self.dtype)
+
+    # -------------------------------------------------------------- slots
+    def fits(self, length: int) -> bool:
+        return self.cache.fits(1, length)
+
+    def add(self, key: int, length: int) -> bool:
+        slots = len(self._keys) + 1
+        capacity = max([length, *self._need.values()])
+        if not self.cache.fits(slots, capacity):
+            return False
+        self.cache.ensure(slots, capacity)
+        self._slot[key] = len(self._keys)
+        self._keys.append(key)
+        self._need[key] = length
+        return True
+
+    def remove(self, key: int) -> None:
+        slot = self._slot.pop(key, None)
+        if slot is None:
+            return
+        self._need.pop(key)
+        last = len(self._keys) - 1
+        if slot != last:  # keep the active slots contiguous: the last one moves into the hole
+            moved = self._keys[last]
+            data = self.cache.data
+            data[:, :, slot] = data[:, :, last]
+            self._keys[slot] = moved
+            self._slot[moved] = slot
+        self._keys.pop()
+        if not self._keys and self.cache.slots * self.cache.capacity * self.cache.token_bytes > 256 << 20:
+            self.cache.release()  # idle: give a large cache back; a small one is kept for the next request
+
+    # -------------------------------------------------------------- prefix cache
+    def reuse_prefix(self, key: int, prompt: list[int]) -> int:
+        if self.prefix is None:
+            return 0
+        found = self.prefix.lookup(prompt, len(prompt) - 1)
+        if found is None:
+            return 0
+        kv, n = found
+        self.cache.data[:, :, self._slot[key], :, :n] = kv[:, :, :, :n]
+        return n
+
+    def remember_prefix(self, key: int, prompt: list[int]) -> None:
+        if self.prefix is None:
+            return
+        n = (len(prompt) // self.prefix.block) * self.prefix.block
+        if n == 0 or self.prefix.covered(prompt[:n]) >= n:
+            return
+        kv = self.cache.data[:, :, self._slot[key], :, :n].clone()
+        self.prefix.store(prompt[:n], kv)
+
+    # -------------------------------------------------------------- forward
+    def forward(self, work: list[Work]) -> list[torch.Tensor | None]:
+        """Run every item's tokens through the model in one flat batch; see the module docstring."""
+        order = sorted(range(len(work)), key=lambda i: (len(work[i].tokens) > 1, self._slot[work[i].key]))
+        items = [work[i] for i in order]
+        n_dec = sum(1 for w in items if len(w.tokens) == 1)
+        dev = self.device
+        ids, pos, slots = [], [], []
+        for w in items:
+            s = self._slot[w.key]
+            ids.extend(w.tokens)
+            pos.extend(range(w.start, w.start + len(w.tokens)))
+            slots.extend([s] * len(w.tokens))
+        ids_t = torch.tensor(ids, dtype=torch.long, device=dev)
+        pos_t = torch.tensor(pos, dtype=torch.long, device=dev)
+        slot_t = torch.tensor(slots, dtype=torch.long, device=dev)
+        cos, sin = self.cos[pos_t][:, None], self.sin[pos_t][:, None]
+        dec = self._decode_plan(items[:n_dec], dev)
+        segments = []
+        offset = n_dec
+        for w in items[n_dec:]:
+            segments.append((offset, len(w.tokens), self._slot[w.key], w.start))
+            offset += len(w.tokens)
+        lora = self._lora_plan(items)
+        x = F.embedding(ids_t, self.embed)
+        for index, layer in enumerate(self.layers):
+            x = self._layer(index, layer, x, cos, sin, slot_t, pos_t, dec, segments, lora)
+        # logits only where the engine wants them
+        rows: list[int] = []
+        spans: list[tuple[int, int] | None] = []
+        offset = 0
+        for w in items:
+            n = len(w.tokens)
+            if w.logits == "none":
+                spans.append(None)
+            else:
+                first = offset if w.logits == "all" else offset + n - 1
+                spans.append((len(rows), offset + n - first))
+                rows.extend(range(first, offset + n))
+            offset += n
+        results: list[torch.Tensor | None] = [None] * len(work)
+        if rows:
+            h = x.index_select(0, torch.tensor(rows, dtype=torch.long, device=dev))
+            logits = self.lm_head(F.rms_norm(h, (h.shape[-1],), self.norm, self.eps)).float()
+            for i, span in zip(order, spans, strict=True):
+                if span is not None:
+                    results[i] = logits[span[0] : span[0] + span[1]]
+        return results
+
+    def _decode_plan(self, items: list[Work], dev):
+        if not items:
+            return None
+        slots = [self._slot[w.key] for w in items]
+        lengths = torch.tensor([w.start + 1 for w in items], device=dev)
+        width = int(lengths.max())
+        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
+        index = None if contiguous else torch.tensor(slots, dtype=torch.long, device=dev)
+        visible = torch.arange(width, device=dev)[None] < lengths[:, None]  # [rows, width]
+        return slots[0], len(slots), index, width, visible[:, None, None, :]
+
+    def _lora_plan(self, items: list[Work]):
+        """Per adapter in this step: the flat-batch rows of its sequences."""
+        if not self.adapters:
+            return []
+        rows: dict[str, list[int]] = {}
+        offset = 0
+        for w in items:
+            if w.adapter is not None:
+                rows.setdefault(w.adapter, []).extend(range(offset, offset + len(w.tokens)))
+            offset += len(w.tokens)
+        return [
+            (self.adapters[name], torch.tensor(r, dtype=torch.long, device=self.device))
+            for name, r in rows.items()
+        ]
+
+    def _lora(self, lora, index: int, proj: str, x: torch.Tensor, out: torch.Tensor, start: int = 0) -> None:
+        for adapter, rows in lora:
+            ab = adapter.weights.get((index, proj))
+            if ab is None:
+                continue
+            a, b, scale = ab
+            delta = F.linear(F.linear(x.index_select(0, rows), a), b) * scale
+            out[:, start : start + delta.shape[1]].index_add_(0, rows, delta)
+
+    def _layer(self, index, layer: _Layer, x, cos, sin, slot_t, pos_t, dec, segments, lora):
+        n = x.shape[0]
+        hd, heads, kvh = self.head_dim, self.heads, self.kv_heads
+        h = F.rms_norm(x, (x.shape[-1],), layer.norm1, self.eps)
+        qkv = layer.qkv(h)
+        if lora:
+            self._lora(lora, index, "q_proj", h, qkv, 0)
+            self._lora(lora, index, "k_proj", h, qkv, heads * hd)
+            self._lora(lora, index, "v_proj", h, qkv, (heads + kvh) * hd)
+        qk = _rope(qkv[:, : (heads + kvh) * hd].view(n, heads + kvh, hd), cos, sin)  # q and k in one go
+        q, k = qk[:, :heads], qk[:, heads:]
+        v = qkv[:, (heads + kvh) * hd :].view(n, kvh, hd)
+        keys, values = self.cache.data[index, 0], self.cache.data[index, 1]  # [slots, kvh, cap, hd]
+        keys[slot_t, :, pos_t] = k
+        values[slot_t, :, pos_t] = v
+        out = torch.empty((n, heads * hd), dtype=x.dtype, device=x.device)
+        if dec is not None:
+            first, rows, sel, width, visible = dec
+            if sel is None:
+                kd, vd = keys[first : first + rows, :, :width], values[first : first + rows, :, :width]
+            else:
+                kd = keys[:, :, :width].index_select(0, sel)
+                vd = values[:, :, :width].index_select(0, sel)
+            # the query heads sharing a KV head are that head's "queries": no GQA expansion of K and V
+            qd = q[:rows].view(rows, kvh, self.groups, hd)
+            o = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=visible)
+            out[:rows] = o.reshape(rows, heads * hd)
+        for offset, length, slot, start in segments:
+            qs = q[offset : offset + length].transpose(0, 1)[None]  # [1, heads, length, hd]
+            end = start + length
+            ks, vs = keys[slot : slot + 1, :, :end], values[slot : slot + 1, :, :end]
+            if start == 0:
+                o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, enable_gqa=True)
+            else:  # a later chunk: causal with the cached columns all visible
+                allowed = torch.ones((length, end), dtype=torch.bool, device=x.device).tril(start)
+                o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=allowed, enable_gqa=True)
+            out[offset : offset + length] = o[0].transpose(0, 1).reshape(length, heads * hd)
+        attn = layer.o(out)
+        if lora:
+            self._lora(lora, index, "o_proj", out, attn)
+        x = x + attn
+        h = F.rms_norm(x, (x.shape[-1],), layer.norm2, self.eps)
+        gate_up = layer.gate_up(h)
+        if lora:
+            self._lora(lora, index, "gate_proj", h, gate_up, 0)
+            self._lora(lora, index, "up_proj", h, gate_up, self.intermediate)
+        act = F.silu(gate_up[:, : self.intermediate]) * gate_up[:, self.intermediate :]
+        down = layer.down(act)
+        if lora:
+            self._lora(lora, index, "down_proj", act, down)
+        return x + down
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding, transformers' ``rotate_half`` convention (first half, second half)."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin

@@ -1,0 +1,250 @@
+"""The engine's newer parts without HTTP: the fast runner against transformers, chunked prefill, the prefix
+cache, prompt logprobs, the generic runner, LoRA adapters and the KV-cache budget."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, MistralConfig
+
+from nexus_llm.serve.batching import BatchingEngine
+from nexus_llm.serve.engine import SamplingParams, Unsupported
+from nexus_llm.serve.llama import LlamaRunner, unsupported_reason
+from nexus_llm.serve.loading import load_model
+from nexus_llm.serve.runner import Work
+
+GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
+
+
+def _engine(model_dir, **kw) -> BatchingEngine:
+    load_kw = {
+        k: kw.pop(k) for k in ("runner", "adapters", "kv_cache_bytes", "prefix_cache_bytes") if k in kw
+    }
+    engine = BatchingEngine(lambda: load_model(str(model_dir), "float32", threads=1, **load_kw), "m", **kw)
+    engine.start()
+    assert engine.wait_ready(120), engine.error
+    return engine
+
+
+async def _collect(engine, ids, params):
+    handle = engine.submit(ids, params)
+    chunks = [c async for c in handle]
+    return "".join(c.text for c in chunks), chunks, handle
+
+
+def _run(engine, ids, params=GREEDY):
+    return asyncio.run(_collect(engine, ids, params))
+
+
+def _generate(model, ids, n):
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n, do_sample=False)
+    return out[0, len(ids) :].tolist()
+
+
+@pytest.fixture(scope="module")
+def hf_model(long_model_dir):
+    return AutoModelForCausalLM.from_pretrained(long_model_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def chunked(long_model_dir):
+    """An engine that prefills 16 prompt tokens per step, with a prefix cache of 16-token blocks."""
+    engine = _engine(long_model_dir, max_prefill_tokens=16)
+    yield engine
+    engine.shutdown(10)
+
+
+def test_the_fast_runner_gives_transformers_logits_for_prefill_chunks_and_decode(hf_model):
+    torch.manual_seed(0)
+    prompts = [torch.randint(3, 300, (n,)).tolist() for n in (9, 40)]
+    runner = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20)
+    with torch.inference_mode():
+        assert runner.add(0, 100) and runner.add(1, 100)
+        first = runner.forward([Work(0, prompts[0], 0, "all"), Work(1, prompts[1][:25], 0, "none")])
+        second = runner.forward([Work(1, prompts[1][25:], 25, "all"), Work(0, [7], 9, "last")])
+        want0 = hf_model(torch.tensor([prompts[0] + [7]])).logits[0].float()
+        want1 = hf_model(torch.tensor([prompts[1]])).logits[0].float()
+    assert first[1] is None
+    torch.testing.assert_close(first[0], want0[:9], atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(second[0], want1[25:], atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(second[1], want0[9:], atol=2e-4, rtol=1e-4)
+
+
+def test_int8_weights_serve_one_or_two_sequences_and_batches_keep_bf16(hf_model):
+    torch.manual_seed(1)
+    prompts = [torch.randint(3, 300, (12,)).tolist() for _ in range(3)]
+    plain = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20)
+    int8 = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20, quantize="int8")
+    assert int8.layers[0].qkv.q8 is not None and plain.layers[0].qkv.q8 is None
+    with torch.inference_mode():
+        for runner in (plain, int8):
+            for key in range(3):
+                assert runner.add(key, 64)
+        batch = [Work(k, p, 0, "last") for k, p in enumerate(prompts)]
+        assert all(torch.equal(a, b) for a, b in zip(plain.forward(batch), int8.forward(batch), strict=True))
+        one = [Work(0, [9], 12, "last")]  # one token: the int8 kernel
+        want, got = plain.forward(one)[0], int8.forward(one)[0]
+    assert not torch.equal(want, got)
+    assert (got - want).abs().max() < 0.05 * want.abs().max() and got.argmax() == want.argmax()
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_another_request_keeps_decoding(chunked, hf_model):
+    long_prompt = list(range(5, 205))  # 200 tokens: 13 steps of 16
+
+    async def main():
+        busy_chunks = []
+
+        async def busy():
+            async for c in chunked.submit([5, 6, 7], SamplingParams(max_tokens=60, ignore_eos=True)):
+                busy_chunks.append(c)
+
+        task = asyncio.ensure_future(busy())
+        while not busy_chunks:
+            await asyncio.sleep(0.001)
+        at_submit = busy_chunks[-1].completion_tokens
+        chunks, at_first_token = [], None
+        async for c in chunked.submit(long_prompt, GREEDY):
+            if at_first_token is None:
+                at_first_token = busy_chunks[-1].completion_tokens
+            chunks.append(c)
+        await task
+        return chunks, busy_chunks, at_first_token - at_submit
+
+    chunks, busy_chunks, decoded_meanwhile = asyncio.run(main())
+    want = chunked._lm.tokenizer.decode(_generate(hf_model, long_prompt, 12), skip_special_tokens=True)
+    assert "".join(c.text for c in chunks) == want and chunks[-1].completion_tokens == 12
+    # the other request got a token at every one of the 13 prefill steps, not one long stall
+    assert decoded_meanwhile >= 12
+    assert busy_chunks[-1].completion_tokens == 60
+
+
+def test_a_repeated_prefix_is_taken_from_the_cache_and_changes_nothing(chunked):
+    prompt = list(range(40, 140))
+    first, _, h1 = _run(chunked, prompt)
+    _, _, h2 = _run(chunked, [*prompt, 17, 18])  # the same 100 tokens, then more
+    third, _, h3 = _run(chunked, prompt)
+    records = {r.request_id: r for r in chunked.recent}
+    assert records[h1.request_id].cached_prompt_tokens == 0
+    assert records[h2.request_id].cached_prompt_tokens == 96  # whole 16-token blocks
+    assert records[h3.request_id].cached_prompt_tokens == 96  # and one token is always recomputed
+    assert third == first
+    assert chunked.stats().cached_prompt_tokens >= 192
+    from prometheus_client import generate_latest
+
+    from nexus_llm.serve.metrics import ServeMetrics
+
+    text = generate_latest(ServeMetrics(chunked.stats, lambda: 0, emf=False).registry).decode()
+    assert f"nexus_engine_cached_prompt_tokens_total {float(chunked.stats().cached_prompt_tokens)}" in text
+
+
+def test_prompt_logprobs_are_transformers_log_softmax(chunked, hf_model):
+    prompt = list(range(60, 100))
+    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=2, logprobs=1)
+    _, chunks, _ = _run(chunked, prompt, params)
+    entries = chunks[0].prompt_logprobs
+    with torch.inference_mode():
+        lp = hf_model(torch.tensor([prompt])).logits[0].float().log_softmax(-1)
+    assert entries[0] is None and len(entries) == len(prompt)
+    for pos in (1, 17, 39):  # across chunk boundaries (16 tokens a step)
+        e = entries[pos]
+        assert e.token == prompt[pos]
+        assert abs(e.logprob - float(lp[pos - 1, prompt[pos]])) < 1e-4
+        assert [t for t, _ in e.top] == lp[pos - 1].topk(2).indices.tolist()
+    assert chunks[-1].logprobs[0].token == int(lp[-1].argmax())
+
+
+def test_the_generic_runner_generates_what_the_fast_runner_does(long_model_dir, chunked):
+    generic = _engine(long_model_dir, runner="hf")
+    try:
+        assert generic._lm.runner_kind == "hf" and chunked._lm.runner_kind == "llama"
+        for prompt in ([5, 9, 33], list(range(20, 70))):
+            assert _run(generic, prompt)[0] == _run(chunked, prompt)[0]
+    finally:
+        generic.shutdown(10)
+
+
+def test_architectures_the_fast_runner_cannot_run_are_named():
+    cfg = MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                        num_key_value_heads=2, vocab_size=64, sliding_window=8)  # fmt: skip
+    model = AutoModelForCausalLM.from_config(cfg)
+    assert "sliding" in unsupported_reason(model)
+    cfg.hidden_act = "gelu"
+    cfg.sliding_window = None
+    assert "silu" in unsupported_reason(AutoModelForCausalLM.from_config(cfg))
+
+
+def test_a_request_too_big_for_the_kv_budget_is_refused_and_others_wait_for_room(long_model_dir):
+    per_token = 2 * 2 * 2 * 16 * 4  # layers x k/v x kv heads x head dim x float32
+    engine = _engine(long_model_dir, kv_cache_bytes=per_token * 256)  # room for 256 tokens
+    try:
+        with pytest.raises(Unsupported, match="KV cache budget"):
+            _run(engine, [5] * 10, SamplingParams(max_tokens=400))
+
+        async def both():  # each needs 128 columns: two fit at once, the third waits for room
+            return await asyncio.gather(
+                *(_collect(engine, [5, 6], SamplingParams(max_tokens=120, ignore_eos=True)) for _ in range(3))
+            )
+
+        results = asyncio.run(both())
+        assert [r[1][-1].completion_tokens for r in results] == [120, 120, 120]
+    finally:
+        engine.shutdown(10)
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tmp_path_factory, tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(3)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj", "gate_proj",
+                                                            "down_proj"], init_lora_weights=False)  # fmt: skip
+    model = get_peft_model(base, config)
+    out = tmp_path_factory.mktemp("lora")
+    model.save_pretrained(out)
+    return out, model.eval()
+
+
+def test_lora_adapters_share_a_batch_with_the_base_model_and_match_peft(tiny_model_dir, lora_dir):
+    path, peft_model = lora_dir
+    engine = _engine(tiny_model_dir, adapters={"tuned": str(path)})
+    prompt = [5, 9, 33, 41]
+    base = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True, logprobs=0)  # logprobs: the ids
+    try:
+        assert engine.adapters == ("tuned",)
+
+        async def main():
+            return await asyncio.gather(
+                _collect(engine, prompt, base),
+                _collect(engine, prompt, dataclasses.replace(base, adapter="tuned")),
+            )
+
+        (_, base_chunks, _), (_, tuned_chunks, _) = asyncio.run(main())
+        with peft_model.disable_adapter():
+            want_base = _generate(peft_model, prompt, 12)
+        want_tuned = _generate(peft_model, prompt, 12)
+        assert want_base != want_tuned  # the adapter matters
+        assert [e.token for c in base_chunks for e in c.logprobs] == want_base
+        assert [e.token for c in tuned_chunks for e in c.logprobs] == want_tuned
+        with pytest.raises(Unsupported, match="no LoRA adapter"):
+            _run(engine, prompt, SamplingParams(max_tokens=2, adapter="other"))
+    finally:
+        engine.shutdown(10)
+
+
+def test_an_adapter_for_another_base_model_is_refused_at_load(tmp_path, tiny_model_dir, lora_dir):
+    import json
+    import shutil
+
+    path, _ = lora_dir
+    bad = tmp_path / "bad"
+    shutil.copytree(path, bad)
+    cfg = json.loads((bad / "adapter_config.json").read_text())
+    cfg["use_dora"] = True
+    (bad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="use_dora"):
+        load_model(str(tiny_model_dir), "float32", threads=1, adapters={"x": str(bad)})
