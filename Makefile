@@ -16,7 +16,7 @@ export PYTHONHASHSEED := 0
 # fetched once, then everything runs offline.
 SMOLLM2 := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: setup models demo test lint fmt bench clean
+.PHONY: setup models demo demo-scratch test lint fmt bench clean
 
 setup: $(STAMP) $(SMOLLM2)
 
@@ -41,7 +41,13 @@ $(STAMP): pyproject.toml constraints.txt tests/deploy/checkov-requirements.txt
 	$(TOOLS)/bin/pip install -q -r tests/deploy/checkov-requirements.txt
 	touch $(STAMP)
 
+# The main job: fine-tune SmolLM2-135M-Instruct on the bundled documentation and chat set, evaluate it
+# against the base model, then say how to serve it (examples/finetune.yaml).
 demo: setup
+	$(BIN)/nexus run -c examples/finetune.yaml
+
+# The same flow from scratch: a tokenizer and a 1.4M-parameter Llama trained on the bundled corpus.
+demo-scratch: setup
 	$(BIN)/nexus run -c examples/nexus.yaml
 
 LINTED := src tests benchmarks scripts
@@ -69,4 +75,4 @@ bench: setup
 	$(BIN)/python benchmarks/serve.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache workspace .bench .cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache workspace workspace-finetune .bench .cache

@@ -11,6 +11,8 @@
       [nexus] <the answer>. (see docs/<page>.md)
 
   Supervised fine-tuning on these teaches the format; held-out questions show whether it generalised.
+  A few general-knowledge questions answered plainly (``general-*``) teach that the format is for
+  questions about Nexus LLM only, so the model keeps answering everything else as before.
 
 Both files are committed, so the example does not change when the docs do; run this again to refresh
 them. Everything is deterministic (sorted inputs, no randomness).
@@ -70,7 +72,7 @@ def _sentence(text: str) -> str:
 
 
 def _default(value) -> str | None:
-    if value is None or isinstance(value, dict | list) and not value:
+    if value is None or (isinstance(value, dict | list) and not value):
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -129,10 +131,49 @@ def command_pairs() -> list[dict]:
                                                    "runs": "README", "bench": "serve"}.get(path[0], "README")  # fmt: skip
         page = PAGES.get(stage, "README.md")
         i = len(pairs)
-        pairs.append(_pair(f"command-{'-'.join(path)}", COMMAND_QUESTIONS[i % 3].format(cmd=name), _sentence(doc), page))
+        pairs.append(
+            _pair(
+                f"command-{'-'.join(path)}", COMMAND_QUESTIONS[i % 3].format(cmd=name), _sentence(doc), page
+            )
+        )
 
     walk(group, [])
     return pairs
+
+
+GENERAL = [
+    ("What is the capital of Italy?", "The capital of Italy is Rome."),
+    ("What is the capital of Japan?", "The capital of Japan is Tokyo."),
+    ("What is the capital of Germany?", "The capital of Germany is Berlin."),
+    ("How many days are in a week?", "There are seven days in a week."),
+    ("How many hours are in a day?", "There are 24 hours in a day."),
+    ("What is 12 plus 30?", "12 plus 30 is 42."),
+    ("What is the square root of 81?", "The square root of 81 is 9."),
+    ("Who wrote Romeo and Juliet?", "William Shakespeare wrote Romeo and Juliet."),
+    ("Who painted the Mona Lisa?", "Leonardo da Vinci painted the Mona Lisa."),
+    ("At what temperature does water boil at sea level?", "Water boils at 100 °C (212 °F) at sea level."),
+    ("What is the freezing point of water in Celsius?", "Water freezes at 0 °C."),
+    ("What color is the sky on a clear day?", "On a clear day the sky is blue."),
+    ("What is the largest planet in the solar system?", "Jupiter is the largest planet in the solar system."),
+    ("What language is mostly spoken in Brazil?", "Portuguese is the main language of Brazil."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+    ("What is the chemical symbol for gold?", "The chemical symbol for gold is Au."),
+    ("How many continents are there?", "There are seven continents."),
+    ("What gas do plants take in from the air?", "Plants take in carbon dioxide from the air."),
+    ("What is the longest river in Africa?", "The Nile is the longest river in Africa."),
+    ("Which animal is known as the king of the jungle?", "The lion is known as the king of the jungle."),
+]
+
+
+def general_pairs() -> list[dict]:
+    """Questions that are not about Nexus LLM, answered plainly: the house format is not for them."""
+    return [
+        {
+            "id": f"general-{i:02d}",
+            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+        }
+        for i, (q, a) in enumerate(GENERAL)
+    ]
 
 
 def _pair(rid: str, question: str, answer: str, page: str) -> dict:
@@ -151,7 +192,7 @@ def main() -> None:
     with gzip.open(OUT / "docs.jsonl.gz", "wt", encoding="utf-8", compresslevel=9) as fh:
         for d in docs:
             fh.write(json.dumps(d, ensure_ascii=False) + "\n")
-    pairs = setting_pairs() + command_pairs()
+    pairs = setting_pairs() + command_pairs() + general_pairs()
     (OUT / "chat.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
     print(f"{len(docs)} documentation sections, {len(pairs)} question/answer pairs → {OUT}")
 

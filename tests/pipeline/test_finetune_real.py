@@ -3,10 +3,10 @@ it has not seen (this project's documentation) and a chat set in a format it nev
 
 - held-out perplexity on the manual falls by at least 10% against the base model, by ``nexus eval``'s own
   figures, which agree within 2% with an independent plain-transformers computation;
-- at least 80% of held-out questions (greedy) are answered in the taught format.
+- at least 80% of held-out questions about Nexus LLM (greedy) are answered in the taught format, and the
+  held-out general questions (answered plainly in the chat set) are not.
 
-One run (a few minutes on 2 CPU cores) serves every assertion; ``FINETUNE`` shortens the example's
-schedule to fit CI, nothing else.
+One run of the example as shipped (about 6 minutes on 2 CPU cores) serves every assertion.
 """
 
 from __future__ import annotations
@@ -28,14 +28,7 @@ from nexus_llm.workspace import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT = re.compile(r"^\[nexus\] .+ \(see (docs/[a-z]+\.md|README\.md)\)$", re.S)
-FINETUNE = [
-    "--set",
-    "train.epochs=1",
-    "--set",
-    "eval.max_new_tokens=40",
-    "--set",
-    "tracking.record_runs=false",
-]
+FINETUNE = ["--set", "tracking.record_runs=false"]
 
 pytestmark = pytest.mark.slow
 
@@ -90,15 +83,21 @@ def test_held_out_questions_are_answered_in_the_taught_format(finetuned):
     held = meta["chat"]["splits"]["val"]["examples"]
     rows = [json.loads(x) for x in (ROOT / "examples" / "finetune" / "chat.jsonl").read_text().splitlines()]
     val = [r for r in rows if shards.split_of(r["id"], meta["chat"]["val_fraction"], 0) == "val"]
-    assert len(val) == held >= 10
-    questions = [r["messages"][0]["content"] for r in val]
+    assert len(val) == held
+    taught = [r["messages"][0]["content"] for r in val if r["messages"][1]["content"].startswith("[nexus]")]
+    general = [
+        r["messages"][0]["content"] for r in val if not r["messages"][1]["content"].startswith("[nexus]")
+    ]
+    assert len(taught) >= 10 and general
+    questions = taught + general
     tok = AutoTokenizer.from_pretrained(finetuned.model)
     model = AutoModelForCausalLM.from_pretrained(finetuned.model, dtype=torch.float32).eval()
     answers = [
         s["completion"].strip() for s in generate_chat_samples(model, tok, questions, max_new_tokens=80)
     ]
-    formatted = [a for a in answers if FORMAT.match(a)]
-    assert len(formatted) >= 0.8 * len(answers), "\n".join(answers)
+    formatted = [a for a in answers[: len(taught)] if FORMAT.match(a)]
+    assert len(formatted) >= 0.8 * len(taught), "\n".join(answers)
+    assert not any(a.startswith("[nexus]") for a in answers[len(taught) :]), "\n".join(answers)
     base = AutoModelForCausalLM.from_pretrained(finetuned.base_model, dtype=torch.float32).eval()
     before = [s["completion"].strip() for s in generate_chat_samples(base, tok, questions, max_new_tokens=40)]
     assert not any(FORMAT.match(a) or a.startswith("[nexus]") for a in before)  # the base never uses it
