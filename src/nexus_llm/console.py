@@ -151,10 +151,12 @@ def transfer_progress() -> Progress:
     )
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], text: bool = False) -> Table:
+    """A rich table; the first column left-aligned, the others right-aligned (figures) or, with
+    ``text=True``, left-aligned too."""
     t = Table(title=title, title_justify="left")
     for i, name in enumerate(columns):
-        t.add_column(name, justify="left" if i == 0 else "right")
+        t.add_column(name, justify="left" if i == 0 or text else "right")
     for row in rows:  # escaped: names, paths and AWS messages may hold ``[...]``, which rich reads as markup
         t.add_row(*(escape(fmt(v)) for v in row))
     return t

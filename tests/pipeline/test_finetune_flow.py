@@ -60,6 +60,12 @@ def test_fine_tuning_flow_imports_skips_the_tokenizer_and_compares_with_the_base
     report = storage.read_text(storage.join(layout.eval, "report.html"))
     assert "Before and after fine-tuning" in report and "Say number 3." in report
     assert set(results["eval"].figures) >= {"perplexity", "base perplexity", "change"}
+    from nexus_llm.console import console
+    from nexus_llm.pipeline.runner import print_before_and_after
+
+    with console.capture() as shown:
+        print_before_and_after(layout)  # what `nexus run` prints at the end of a fine-tuning run
+    assert "answers (greedy)" in shown.get() and "base model" in shown.get() and "Say" in shown.get()
 
     # a training change reruns training and evaluation; the base model's evaluation is reused
     base_eval_manifest = storage.read_json(storage.join(layout.base_eval, "manifest.json"))

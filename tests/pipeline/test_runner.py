@@ -102,3 +102,17 @@ def test_unknown_stage_names_are_rejected(recorded):
     cfg, *_ = recorded
     with pytest.raises(ValueError, match="choose one of"):
         runner.run_pipeline(cfg, force="training")
+
+
+def test_before_and_after_pairs_each_chat_prompt_with_both_answers():
+    from nexus_llm.pipeline.runner import before_and_after
+
+    evaluation = {
+        "chat_samples": [
+            {"prompt": "q1", "completion": "after 1"},
+            {"prompt": "q2", "completion": "after 2"},
+        ],
+        "baseline": {"chat_samples": [{"prompt": "q2", "completion": "before 2"}]},
+    }
+    assert before_and_after(evaluation) == [("q2", "before 2", "after 2")]
+    assert before_and_after({"chat_samples": [{"prompt": "q", "completion": "a"}]}) == []

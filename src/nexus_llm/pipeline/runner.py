@@ -114,16 +114,45 @@ def print_summary(results: list[StageResult], layout: Layout) -> None:
     console.print(table(f"nexus run → {layout.root}", ["stage", "status", "time", "key figures"], rows))
 
 
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def before_and_after(evaluation: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(question, base model's answer, fine-tuned model's answer) of each ``eval.chat_prompts`` entry."""
+    after = {s["prompt"]: s["completion"] for s in evaluation.get("chat_samples") or []}
+    before = {
+        s["prompt"]: s["completion"] for s in (evaluation.get("baseline") or {}).get("chat_samples") or []
+    }
+    return [(q, before[q], a) for q, a in after.items() if q in before]
+
+
+def print_before_and_after(layout: Layout) -> None:
+    """The base and the fine-tuned model's answers to the configured chat prompts, side by side."""
+    from nexus_llm.eval.results import RESULTS
+
+    try:
+        evaluation = storage.read_json(storage.join(layout.eval, RESULTS))
+    except FileNotFoundError:
+        return
+    rows = [(_short(q, 50), _short(b), _short(a)) for q, b, a in before_and_after(evaluation)]
+    if rows:
+        console.print(table("answers (greedy)", ["asked", "base model", "fine-tuned"], rows, text=True))
+
+
 def print_next_steps(results: list[StageResult], layout: Layout) -> None:
     done = {r.stage for r in results if r.status in ("done", "skipped")}
     if all(r.status in ("skipped", "not needed") for r in results):
         console.print("[green]Nothing to do: every stage is up to date with its inputs and settings.[/]")
+    if "eval" in done and "base_model" in done:
+        print_before_and_after(layout)
     if "train" in done:
         console.print(f"model:  {layout.model}")
     if "eval" in done:
         console.print(f"report: {storage.join(layout.eval, 'report.html')}")
     if "train" in done:
-        console.print(f"serve:  [bold]nexus serve {layout.model}[/]")
+        console.print(f"serve:  [bold]nexus serve {layout.model}[/]  (then open http://127.0.0.1:8080/)")
 
 
 def _fmt(value: Any) -> str:
