@@ -6,17 +6,17 @@ heavy dependencies (torch, pyspark, ...) inside those functions, so ``nexus --he
 
 from __future__ import annotations
 
-import errno
-import sys
-
+import click
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from nexus_llm import __version__
-from nexus_llm.configbase import ConfigError
+from nexus_llm.bench import cli as bench_cli
 from nexus_llm.console import configure_output, console
 from nexus_llm.data import cli as data_cli
 from nexus_llm.deploy import cli as deploy_cli
+from nexus_llm.errors import exit_for
 from nexus_llm.eval import cli as eval_cli
 from nexus_llm.models import cli as models_cli
 from nexus_llm.pipeline import cli as pipeline_cli
@@ -24,7 +24,28 @@ from nexus_llm.serve import cli as serve_cli
 from nexus_llm.tokenizer import cli as tokenizer_cli
 from nexus_llm.train import cli as train_cli
 
+
+class NexusGroup(TyperGroup):
+    """The root command group: the one place where an error a command raised becomes a message and an
+    exit status (``errors.exit_for``), for the console script and for ``CliRunner`` alike."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as err:
+            if (shown := exit_for(err)) is None:
+                raise
+            label, message, code = shown
+            console.print(
+                f"[bold red]{label}[/]: {escape(message)}", soft_wrap=True
+            )  # messages are not markup
+            raise typer.Exit(code) from None
+
+
 app = typer.Typer(
+    cls=NexusGroup,
     name="nexus",
     help="Nexus LLM: raw text → curated data → tokenizer → model → evaluation → served API.",
     no_args_is_help=True,
@@ -48,7 +69,7 @@ app.command("train")(train_cli.train)
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(models_cli.app, name="model")
 app.command("serve")(serve_cli.serve)
-bench_app.command("serve")(serve_cli.bench_serve)
+bench_app.command("serve")(bench_cli.bench_serve)
 app.command("run")(pipeline_cli.run)
 app.command("status")(pipeline_cli.status)
 runs_app = typer.Typer(
@@ -78,56 +99,9 @@ def _root(
     configure_output(verbose)
 
 
-# Which extra provides a third-party module, for a helpful message when one is not installed.
-EXTRAS = {
-    "ftfy": "data", "scipy": "data", "py3langid": "data", "phonenumbers": "data",
-    "pyspark": "spark", "py4j": "spark",
-    "torch": "model", "transformers": "model", "tokenizers": "model", "safetensors": "model",
-    "accelerate": "train", "peft": "train", "tensorboard": "train", "matplotlib": "train", "mlflow": "train",
-    "lm_eval": "eval",
-    "fastapi": "serve", "uvicorn": "serve", "httpx": "serve", "prometheus_client": "serve",
-    "boto3": "aws", "botocore": "aws", "troposphere": "aws",
-    "sqlalchemy": "registry", "alembic": "registry",
-}  # fmt: skip
-
-
-STORAGE_UNREACHABLE_EXIT_CODE = 3
-"""Exit status when the object store could not be reached: nothing to fix in the command; run it again."""
-
-
-def _fail(label: str, message: str, code: int) -> None:
-    console.print(f"[bold red]{label}[/]: {escape(message)}", soft_wrap=True)  # messages are not markup
-    sys.exit(code)
-
-
 def main() -> None:
-    """Console-script entry: user errors (a full disk included) print a clear message and exit 2,
-    without a traceback; an object store that stops answering prints what happened and what to do,
-    and exits 3."""
-    try:
-        app()
-    except ModuleNotFoundError as err:
-        extra = EXTRAS.get((err.name or "").split(".")[0])
-        if extra is None:
-            raise
-        _fail(
-            "missing dependency",
-            f"this command needs {err.name!r}. Install it with: pip install 'nexus-llm[{extra}]' "
-            "(or 'nexus-llm[all]')",
-            2,
-        )
-    except ConfigError as err:
-        _fail("config error", str(err), 2)
-    except FileNotFoundError as err:
-        _fail("not found", str(err), 2)
-    except Exception as err:
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:  # a full disk, said plainly
-            _fail("disk full", err.strerror if err.strerror and not err.filename else str(err), 2)
-        from nexus_llm.storage import unreachable
-
-        if (message := unreachable(err)) is None:
-            raise
-        _fail("storage error", message, STORAGE_UNREACHABLE_EXIT_CODE)
+    """Console-script entry (``nexus``); errors are mapped to messages and exit codes in ``NexusGroup``."""
+    app()
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from nexus_llm.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A configuration problem, with a message meant for the user (no traceback needed)."""
+
+    label = "config error"
 
 
 class StrictModel(BaseModel):

@@ -21,7 +21,7 @@ from nexus_llm.data.spark_job import parse_args as spark_job_args
 from nexus_llm.deploy.clients import AwsClients
 from nexus_llm.deploy.cloudformation import deploy_stacks, describe, destroy_stacks, exported
 from nexus_llm.deploy.data_job import submit_data_job
-from nexus_llm.deploy.glue_entry import spark_job_argv
+from nexus_llm.deploy.entrypoints.glue import spark_job_argv
 from nexus_llm.deploy.names import STACK_ORDER, ResourceNames
 from nexus_llm.deploy.train_job import submit_train_job
 
@@ -348,7 +348,7 @@ def test_status_shows_stacks_endpoint_and_jobs(aws):
 
 
 def test_serving_container_fetches_the_model_directory_from_s3(aws, tmp_path):
-    from nexus_llm.deploy.fetch_model import fetch_model
+    from nexus_llm.deploy.entrypoints.fetch_model import fetch_model
 
     s3 = aws.clients.client("s3")
     files = {"config.json": b'{"model_type": "llama"}', "tokenizer/tokenizer.json": b"{}"}

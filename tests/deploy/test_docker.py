@@ -76,7 +76,12 @@ def test_serving_image_runs_nexus_serve_on_8080_as_a_non_root_user_with_a_health
         "--port",
         "8080",
     ]
-    assert json.loads(final["ENTRYPOINT"]) == ["python", "-m", "nexus_llm.deploy.fetch_model", "--"]
+    assert json.loads(final["ENTRYPOINT"]) == [
+        "python",
+        "-m",
+        "nexus_llm.deploy.entrypoints.fetch_model",
+        "--",
+    ]
     assert "/health" in final["HEALTHCHECK"] and "--start-period=" in final["HEALTHCHECK"]
     assert final["EXPOSE"] == "8080"
 
@@ -86,7 +91,7 @@ def test_training_image_follows_the_sagemaker_contract_as_root():
     runs as root (aws/sagemaker-python-sdk#4764); the checkov skip says so."""
     final = final_stage(DOCKER / "train.Dockerfile")
     entry = json.loads(dict(final)["ENTRYPOINT"])
-    assert entry == ["python", "-m", "nexus_llm.train.sagemaker"]
+    assert entry == ["python", "-m", "nexus_llm.deploy.entrypoints.sagemaker_train"]
     assert [arg for word, arg in final if word == "USER"] in ([], ["root"], ["0"])
     run = " ".join(a for w, a in final if w == "RUN")
     assert "/opt/ml/checkpoints" in run and "/opt/ml/model" in run
@@ -157,13 +162,13 @@ def site_view(dists: set[str], root: Path) -> Path:
 IMAGE_CODE = {
     # what `nexus serve` and the fetch step load; a module that needs another extra would fail here
     "serve": (
-        "import nexus_llm.cli, nexus_llm.deploy.fetch_model, nexus_llm.serve.server, nexus_llm.serve.app, "
-        "nexus_llm.serve.batching, nexus_llm.serve.loading",
+        "import nexus_llm.cli, nexus_llm.deploy.entrypoints.fetch_model, nexus_llm.serve.http.server, nexus_llm.serve.http.app, "
+        "nexus_llm.serve.engine.batching, nexus_llm.serve.engine.loading",
         ["pyspark", "mlflow", "lm_eval", "boto3"],
     ),
     # the SageMaker entrypoint, the training loop and the tokenizer it runs on a curated channel
     "train": (
-        "import nexus_llm.train.sagemaker, nexus_llm.train.loop, nexus_llm.tokenizer.bpe, "
+        "import nexus_llm.deploy.entrypoints.sagemaker_train, nexus_llm.train.loop, nexus_llm.tokenizer.bpe, "
         "nexus_llm.tokenizer.encode, nexus_llm.tokenizer.curated",
         ["pyspark", "ftfy", "lm_eval", "troposphere", "flask", "sqlalchemy"],
     ),
@@ -222,7 +227,10 @@ def test_image_code_imports_with_only_its_extra(extra, tmp_path):
 def test_entrypoint_modules_exist():
     import importlib.util
 
-    for module in ("nexus_llm.train.sagemaker", "nexus_llm.deploy.fetch_model"):
+    for module in (
+        "nexus_llm.deploy.entrypoints.sagemaker_train",
+        "nexus_llm.deploy.entrypoints.fetch_model",
+    ):
         assert importlib.util.find_spec(module) is not None, module
 
 

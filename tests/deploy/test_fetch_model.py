@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from nexus_llm.deploy.fetch_model import fetch_model
+from nexus_llm.deploy.entrypoints.fetch_model import fetch_model
 
 
 def _tar(path, members: dict[str, bytes]) -> None:
@@ -47,7 +47,15 @@ def test_entrypoint_fetches_then_runs_the_server_command(tmp_path):
         f"import os; open({str(marker)!r}, 'w').write(str(sorted(os.listdir({str(dest)!r}))))",
     ]
     env = {**os.environ, "NEXUS_MODEL_URI": str(src)}
-    entry = [sys.executable, "-m", "nexus_llm.deploy.fetch_model", "--dest", str(dest), "--", *command]
+    entry = [
+        sys.executable,
+        "-m",
+        "nexus_llm.deploy.entrypoints.fetch_model",
+        "--dest",
+        str(dest),
+        "--",
+        *command,
+    ]
     proc = subprocess.run(entry, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert (dest / "sub" / "weights.bin").read_bytes() == b"\x00\x01"
@@ -55,7 +63,7 @@ def test_entrypoint_fetches_then_runs_the_server_command(tmp_path):
 
 
 def test_missing_model_exits_with_a_message(tmp_path):
-    entry = [sys.executable, "-m", "nexus_llm.deploy.fetch_model"]
+    entry = [sys.executable, "-m", "nexus_llm.deploy.entrypoints.fetch_model"]
     args = ["--uri", str(tmp_path / "nope"), "--dest", str(tmp_path / "d")]
     proc = subprocess.run([*entry, *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "cannot fetch the model" in proc.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from nexus_llm.config import parse_config
 from nexus_llm.data.spark_job import parse_args as spark_job_args
-from nexus_llm.deploy.glue_entry import spark_job_argv
+from nexus_llm.deploy.entrypoints.glue import spark_job_argv
 from nexus_llm.deploy.names import ResourceNames
 from nexus_llm.deploy.train_job import job_name, parse_overrides
 

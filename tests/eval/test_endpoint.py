@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from nexus_llm.eval.config import EvalConfig
-from nexus_llm.serve.app import create_app
-from nexus_llm.serve.batching import BatchingEngine
 from nexus_llm.serve.config import ServeConfig
-from nexus_llm.serve.loading import load_model
+from nexus_llm.serve.engine.batching import BatchingEngine
+from nexus_llm.serve.engine.loading import load_model
+from nexus_llm.serve.http.app import create_app
 from support.eval_kit import EXAMPLE_TASK, nexus
 from support.serving import serve_app, wait_healthy
 

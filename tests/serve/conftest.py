@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from nexus_llm.serve.app import create_app
-from nexus_llm.serve.batching import BatchingEngine
 from nexus_llm.serve.config import ServeConfig
-from nexus_llm.serve.loading import load_model
+from nexus_llm.serve.engine.batching import BatchingEngine
+from nexus_llm.serve.engine.loading import load_model
+from nexus_llm.serve.http.app import create_app
 from support.serving import API_KEY, Served, serve_app, wait_healthy
 from support.tiny import build_tiny_model
 

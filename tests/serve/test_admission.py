@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from nexus_llm.serve.admission import Admission, Overloaded
+from nexus_llm.serve.http.admission import Admission, Overloaded
 
 
 async def _settle() -> None:

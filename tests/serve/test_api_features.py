@@ -12,8 +12,8 @@ import openai
 import pytest
 import torch
 
-from nexus_llm.serve.app import create_app
 from nexus_llm.serve.config import ServeConfig
+from nexus_llm.serve.http.app import create_app
 
 from .conftest import API_KEY, serve_app, wait_healthy
 
@@ -150,8 +150,8 @@ def tuned_server(tmp_path_factory, tiny_model_dir):
     peft = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     adapter = tmp_path_factory.mktemp("adapter")
     peft.save_pretrained(adapter)
-    from nexus_llm.serve.batching import BatchingEngine
-    from nexus_llm.serve.loading import load_model
+    from nexus_llm.serve.engine.batching import BatchingEngine
+    from nexus_llm.serve.engine.loading import load_model
 
     engine = BatchingEngine(
         lambda: load_model(str(model_dir), "float32", threads=1, adapters={"tuned": str(adapter)}), "model"
@@ -200,8 +200,8 @@ def test_a_json_schema_holds_in_20_of_20_sampled_answers_of_the_real_model(smoll
         "required": ["name", "age", "city", "hobbies"],
         "additionalProperties": False,
     }
-    from nexus_llm.serve.batching import BatchingEngine
-    from nexus_llm.serve.loading import load_model
+    from nexus_llm.serve.engine.batching import BatchingEngine
+    from nexus_llm.serve.engine.loading import load_model
 
     # the defaults of `nexus serve` (bf16 where the CPU has it), one thread as the other tests
     engine = BatchingEngine(lambda: load_model(str(smollm2_dir), threads=1), "smollm2", max_batch_size=20)

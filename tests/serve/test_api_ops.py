@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from nexus_llm.serve.app import create_app
-from nexus_llm.serve.batching import BatchingEngine
 from nexus_llm.serve.config import ServeConfig
-from nexus_llm.serve.loading import load_model
+from nexus_llm.serve.engine.batching import BatchingEngine
+from nexus_llm.serve.engine.loading import load_model
+from nexus_llm.serve.http.app import create_app
 
 from .conftest import API_KEY, make_engine, serve_app, wait_healthy
 

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from nexus_llm.configbase import ConfigError
-from nexus_llm.serve.app import create_app
-from nexus_llm.serve.backends import EngineUnavailable, choose_engine, cuda_available, vllm_installed
 from nexus_llm.serve.config import ServeConfig
-from nexus_llm.serve.engine import SamplingParams
+from nexus_llm.serve.engine.backends import EngineUnavailable, choose_engine, cuda_available, vllm_installed
+from nexus_llm.serve.engine.base import SamplingParams
+from nexus_llm.serve.http.app import create_app
 
 from .conftest import serve_app, wait_healthy
 
@@ -107,7 +107,7 @@ def fake_vllm(monkeypatch):
 
 
 def test_vllm_adapter_serves_the_openai_api_through_the_same_http_layer(fake_vllm, tiny_model_dir):
-    from nexus_llm.serve.vllm_engine import VLLMEngine
+    from nexus_llm.serve.engine.vllm import VLLMEngine
 
     engine = VLLMEngine(str(tiny_model_dir), "tiny", max_batch_size=8)
     with serve_app(create_app(engine, ServeConfig())) as s, httpx.Client(base_url=s.url, timeout=30) as c:
@@ -135,7 +135,7 @@ def test_vllm_adapter_serves_the_openai_api_through_the_same_http_layer(fake_vll
 
 
 def test_vllm_adapter_cancel_aborts_the_request(fake_vllm, tiny_model_dir):
-    from nexus_llm.serve.vllm_engine import VLLMEngine
+    from nexus_llm.serve.engine.vllm import VLLMEngine
 
     engine = VLLMEngine(str(tiny_model_dir), "tiny")
     engine.start()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import torch
 
-from nexus_llm.serve.engine import EngineNotReady, SamplingParams
+from nexus_llm.serve.engine.base import EngineNotReady, SamplingParams
 
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, ignore_eos=True)
 PROMPTS = ["The quick brown fox", "Hello", "A language model predicts the next token", "Servers answer"]
@@ -134,7 +134,7 @@ def test_prompt_that_fills_the_context_is_refused(tiny_engine):
 
 
 def test_engine_refuses_work_until_loaded_and_reports_a_failed_load():
-    from nexus_llm.serve.batching import BatchingEngine
+    from nexus_llm.serve.engine.batching import BatchingEngine
 
     def broken():
         raise OSError("disk on fire")

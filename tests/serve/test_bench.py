@@ -7,8 +7,8 @@ import time
 
 from typer.testing import CliRunner
 
+from nexus_llm.bench.loadgen import BenchSettings, Result, prompts, run_bench, summarize
 from nexus_llm.cli import app
-from nexus_llm.serve.bench import BenchSettings, Result, prompts, run_bench, summarize
 
 from .conftest import API_KEY
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nexus_llm.config import ConfigError, parse_config
-from nexus_llm.serve.auth import APIKeys, keys_from
+from nexus_llm.serve.http.auth import APIKeys, keys_from
 
 
 def test_defaults_match_the_documented_cli():

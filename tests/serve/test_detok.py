@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nexus_llm.serve.detok import StopMatcher, TextStream
+from nexus_llm.serve.engine.detok import StopMatcher, TextStream
 
 
 def test_stop_string_split_across_deltas_is_never_sent():

@@ -10,11 +10,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, MistralConfig
 
-from nexus_llm.serve.batching import BatchingEngine
-from nexus_llm.serve.engine import SamplingParams, Unsupported
-from nexus_llm.serve.llama import LlamaRunner, unsupported_reason
-from nexus_llm.serve.loading import load_model
-from nexus_llm.serve.runner import Work
+from nexus_llm.serve.engine.base import SamplingParams, Unsupported
+from nexus_llm.serve.engine.batching import BatchingEngine
+from nexus_llm.serve.engine.llama import LlamaRunner, unsupported_reason
+from nexus_llm.serve.engine.loading import load_model
+from nexus_llm.serve.engine.runner import Work
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
 
@@ -135,7 +135,7 @@ def test_a_repeated_prefix_is_taken_from_the_cache_and_changes_nothing(chunked):
     assert chunked.stats().cached_prompt_tokens >= 192
     from prometheus_client import generate_latest
 
-    from nexus_llm.serve.metrics import ServeMetrics
+    from nexus_llm.serve.http.metrics import ServeMetrics
 
     text = generate_latest(ServeMetrics(chunked.stats, lambda: 0, emf=False).registry).decode()
     assert f"nexus_engine_cached_prompt_tokens_total {float(chunked.stats().cached_prompt_tokens)}" in text

@@ -9,7 +9,7 @@ import pytest
 
 from nexus_llm import storage
 from nexus_llm.models.loading import resolve_model
-from nexus_llm.serve.loading import check_model_dir, load_model
+from nexus_llm.serve.engine.loading import check_model_dir, load_model
 
 
 def test_a_directory_without_config_is_refused_with_a_hint(tmp_path):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from nexus_llm.serve.app import create_app
 from nexus_llm.serve.config import ServeConfig
+from nexus_llm.serve.http.app import create_app
 
 from .conftest import API_KEY, make_engine, serve_app, wait_healthy
 

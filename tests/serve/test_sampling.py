@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from nexus_llm.serve.engine import SamplingParams
-from nexus_llm.serve.sampling import RowState, choose_tokens, make_generator, sample_rows
+from nexus_llm.serve.engine.base import SamplingParams
+from nexus_llm.serve.engine.sampling import RowState, choose_tokens, make_generator, sample_rows
 
 
 def _gens(*seeds):

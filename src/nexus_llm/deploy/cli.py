@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from nexus_llm.console import console, table
+from nexus_llm.errors import UserError
 
 app = typer.Typer(
     help="Deploy to AWS: CloudFormation stacks, Glue data jobs, SageMaker training, serving on ECS.",
@@ -34,7 +35,7 @@ def _say(message: str, detail: Any = "") -> None:
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """AWS and input problems become one clear message and exit code 2, not a traceback."""
+    """AWS and input problems become a ``UserError`` (one clear message and exit code 2, not a traceback)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from nexus_llm.deploy.clients import WaitTimeout
@@ -43,9 +44,10 @@ def _user_errors() -> Iterator[None]:
 
     try:
         yield
+    except UserError:
+        raise
     except (StackError, PriceError, WaitTimeout, LookupError, ValueError, ClientError, BotoCoreError) as err:
-        _say("[bold red]error[/]: ", err)
-        raise typer.Exit(2) from None
+        raise UserError(str(err)) from None
 
 
 def _setup(config: str | None):

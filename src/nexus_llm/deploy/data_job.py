@@ -1,6 +1,6 @@
 """``nexus aws submit-data-job``: the Spark curation job on AWS Glue.
 
-Uploads the entry script (:mod:`nexus_llm.deploy.glue_entry`), the ``nexus_llm`` package as a zip, the
+Uploads the entry script (:mod:`nexus_llm.deploy.entrypoints.glue`), the ``nexus_llm`` package as a zip, the
 config and any local inputs to the data bucket, creates or updates the Glue job (Glue 5.0, Python 3.11,
 worker type and count from ``aws.data_job``), and starts a run.
 """
@@ -19,7 +19,7 @@ from nexus_llm.deploy.clients import AwsClients, poll_until
 from nexus_llm.deploy.cloudformation import exported
 from nexus_llm.deploy.names import ResourceNames
 
-GLUE_ENTRY = Path(__file__).with_name("glue_entry.py")
+GLUE_ENTRY = Path(__file__).parent / "entrypoints" / "glue.py"  # uploaded as glue_entry.py
 # What the data stage imports beyond Glue 5.0's own Python libraries (pyarrow, numpy, pandas, boto3 ...).
 DATA_STAGE_MODULES = ("ftfy", "xxhash", "pydantic", "PyYAML", "fsspec", "s3fs", "rich", "typer")
 GLUE_DONE = {"SUCCEEDED", "FAILED", "STOPPED", "TIMEOUT", "ERROR"}

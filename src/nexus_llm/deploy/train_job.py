@@ -1,6 +1,6 @@
 """``nexus aws submit-train-job``: a SageMaker training job running the training image.
 
-The container (``python -m nexus_llm.train.sagemaker``) reads:
+The container (``python -m nexus_llm.deploy.entrypoints.sagemaker_train``) reads:
 
 - channel ``training``: the token shards (``aws.training.tokens_uri``, default
   ``s3://<data>/tokens/<name>/``);

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from nexus_llm.cliopts import set_option
 from nexus_llm.configbase import ConfigError
 from nexus_llm.console import console
+from nexus_llm.errors import UserError
 
 if TYPE_CHECKING:  # annotations only: typer vendors its own click, which need not be installed
     import click
@@ -49,26 +49,21 @@ app = typer.Typer(
 )
 
 
-def _fail(err: Exception) -> typer.Exit:
-    console.print(f"[bold red]error[/]: {escape(str(err))}", soft_wrap=True)
-    return typer.Exit(2)
-
-
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Bad inputs, unreadable or unwritable paths and S3 access problems end in one clear message and exit
-    status 2; anything else is a bug and keeps its traceback."""
-    from nexus_llm.eval.errors import EvalError, as_eval_error
+    """Unreadable or unwritable paths and S3 access problems become an ``EvalError`` that says what to
+    check (the CLI prints it and exits 2); anything else is a bug and keeps its traceback."""
+    from nexus_llm.eval.errors import as_eval_error
 
     try:
         yield
-    except (EvalError, ConfigError) as err:
-        raise _fail(err) from None
+    except UserError:
+        raise
     except Exception as err:
         mapped = as_eval_error(err)
         if mapped is None:
             raise
-        raise _fail(mapped) from None
+        raise mapped from None
 
 
 def _effective_config(config: Path | None, overrides: dict, sets: list[str] | None = None):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from nexus_llm.errors import UserError
 
-class EvalError(ValueError):
+
+class EvalError(UserError):
     """A bad input to ``nexus eval`` (missing data or dataset, wrong tokenizer, unknown task), with a fix."""
 
 

@@ -1,8 +1,7 @@
-"""``nexus serve`` and ``nexus bench serve`` (heavy imports happen inside the commands)."""
+"""``nexus serve`` (heavy imports happen inside the command)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import typer
 
 from nexus_llm.console import console, table
+from nexus_llm.errors import UserError
 
 Opt = typer.Option
 
@@ -77,10 +77,10 @@ def serve(
     ),
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (plus the original /generate and a chat page at /)."""
-    from nexus_llm.serve.loading import configure_openmp
+    from nexus_llm.serve.engine.loading import configure_openmp
 
     configure_openmp()  # before anything imports torch: OpenMP reads its settings once
-    from nexus_llm.serve.auth import keys_from
+    from nexus_llm.serve.http.auth import keys_from
 
     adapters = _adapters(lora)
     settings = _settings(config, {
@@ -92,16 +92,15 @@ def serve(
         "kv_cache_mb": kv_cache_mb, "playground": playground, "quantize": quantize,
     })  # fmt: skip
     keys = keys_from(api_key)
-    from nexus_llm.serve.backends import choose_engine
-    from nexus_llm.serve.server import resolve_served_model, serve_local_model
+    from nexus_llm.serve.engine.backends import choose_engine
+    from nexus_llm.serve.http.server import resolve_served_model, serve_local_model
 
     kind = choose_engine(settings.engine)  # before any download: a missing vLLM/GPU is a user error
 
     try:
         local, name = resolve_served_model(model, settings)
     except OSError as err:
-        console.print(f"[bold red]cannot serve {model}[/]: {err}")
-        raise typer.Exit(2) from None
+        raise UserError(f"cannot serve {model}: {err}") from None
     _print_plan(settings, name, local, keys, kind)
     sys.exit(serve_local_model(local, name, settings, keys, kind))
 
@@ -112,15 +111,9 @@ def _adapters(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, folder = pair.partition("=")
         if not sep or not name.strip() or not folder.strip():
-            console.print(
-                f"[bold red]--lora {pair!r}[/]: use NAME=DIR, e.g. --lora support=runs/support-lora"
-            )
-            raise typer.Exit(2)
+            raise UserError(f"--lora {pair!r}: use NAME=DIR, e.g. --lora support=runs/support-lora")
         if not Path(folder, "adapter_config.json").is_file():
-            console.print(
-                f"[bold red]--lora {pair!r}[/]: {folder} has no adapter_config.json (a peft adapter)"
-            )
-            raise typer.Exit(2)
+            raise UserError(f"--lora {pair!r}: {folder} has no adapter_config.json (a peft adapter)")
         out[name.strip()] = folder.strip()
     return out
 
@@ -134,8 +127,8 @@ def _precision(settings) -> str:
 
 
 def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> None:
-    from nexus_llm.serve.backends import ENGINE_LABELS
-    from nexus_llm.serve.loading import default_threads
+    from nexus_llm.serve.engine.backends import ENGINE_LABELS
+    from nexus_llm.serve.engine.loading import default_threads
 
     rows = [
         ("model", f"{name} ({local})"),
@@ -153,62 +146,3 @@ def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> 
         rows.append(("playground", f"http://{settings.host}:{settings.port}/"))
     console.print(table("nexus serve", ["setting", "value"], rows))
     console.print("/health answers 503 until the model is loaded, then 200.")
-
-
-def bench_serve(
-    url: str = typer.Argument(..., help="Server base URL, e.g. http://127.0.0.1:8080"),
-    api: str = Opt("completions", help="completions | chat | generate (the guide's original endpoint)."),
-    concurrency: int = Opt(4, min=1, max=4096, help="Requests in flight at once."),
-    requests: int = Opt(32, min=1, help="Requests to send in all."),
-    prompt_words: int = Opt(32, min=1, help="Words per prompt (prompts are deterministic)."),
-    max_tokens: int = Opt(64, min=1, help="max_tokens of every request."),
-    stream: bool = Opt(True, "--stream/--no-stream", help="Stream (gives TTFT and inter-token latency)."),
-    model: str | None = Opt(None, help="Model name (default: the server's, from /v1/models)."),
-    api_key: str | None = Opt(None, envvar="NEXUS_API_KEY", help="Bearer key (or NEXUS_API_KEY)."),
-    temperature: float = Opt(0.8, min=0.0, help="Sampling temperature."),
-    ignore_eos: bool = Opt(False, help="Ask for exactly max_tokens tokens (nexus servers only)."),
-    output: Path | None = Opt(None, "--output", "-o", help="Write the full result as JSON here."),
-) -> None:
-    """Load-test a running server: throughput, TTFT, inter-token and end-to-end latency, /health."""
-    from nexus_llm.serve.bench import BenchSettings, run_bench
-
-    if api not in ("completions", "chat", "generate"):
-        console.print(f"[bold red]--api must be completions, chat or generate[/] (got {api!r})")
-        raise typer.Exit(2)
-    s = BenchSettings(
-        url=url.rstrip("/"), api=api, concurrency=concurrency, requests=requests, prompt_words=prompt_words,
-        max_tokens=max_tokens, stream=stream and api != "generate", model=model, api_key=api_key,
-        temperature=temperature, ignore_eos=ignore_eos,
-    )  # fmt: skip
-    try:
-        result = run_bench(s)
-    except Exception as err:  # connection refused, bad URL: a user error, not a crash
-        console.print(f"[bold red]benchmark failed[/]: {type(err).__name__}: {err}")
-        raise typer.Exit(1) from None
-    console.print(summary_table(result))
-    if output:
-        output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("ok", "errors", "tokens_per_s", "requests_per_s")}))
-    if result["ok"] == 0:
-        raise typer.Exit(1)
-
-
-def summary_table(result: dict[str, Any]):
-    def ms(d: dict[str, float] | None, key: str) -> str:
-        return "-" if not d else f"{d[key] * 1000:,.1f}"
-
-    rows = [
-        ("requests ok / sent", f"{result['ok']} / {result['requests']}"),
-        ("errors", ", ".join(f"{k}: {v}" for k, v in result["errors"].items()) or "none"),
-        ("generated tokens/s", result["tokens_per_s"]),
-        ("requests/s", result["requests_per_s"]),
-    ]
-    for label, key in (
-        ("latency", "latency_s"),
-        ("TTFT", "ttft_s"),
-        ("inter-token", "itl_s"),
-        ("/health", "health_s"),
-    ):
-        d = result[key]
-        rows.append((f"{label} p50/p90/p99 ms", f"{ms(d, 'p50')} / {ms(d, 'p90')} / {ms(d, 'p99')}"))
-    return table("nexus bench serve", ["measure", "value"], rows)

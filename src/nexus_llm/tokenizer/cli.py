@@ -9,14 +9,9 @@ import typer
 from nexus_llm.cliopts import set_option
 from nexus_llm.configbase import with_overrides
 from nexus_llm.console import console, progress, table
+from nexus_llm.errors import UserError
 
 CONFIG_OPT = typer.Option(None, "-c", "--config", help="nexus.yaml with tokenizer:/tokenize: sections.")
-
-
-def user_error(message: str) -> typer.Exit:
-    """Print a user-facing error (no traceback); raise the returned exit."""
-    console.print(f"[bold red]error[/]: {message}")
-    return typer.Exit(2)
 
 
 def train_tokenizer(
@@ -38,7 +33,7 @@ def train_tokenizer(
         try:
             manifest = run_tokenizer_train(cfg, data, output)
         except ValueError as err:
-            raise user_error(str(err)) from None
+            raise UserError(str(err)) from None
     specials = manifest["special_tokens"]
     console.print(
         table(
@@ -82,7 +77,7 @@ def tokenize(
         try:
             meta = run_tokenize(cfg, data, tokenizer, output, lambda n: bar.advance(task, n))
         except ValueError as err:
-            raise user_error(str(err)) from None
+            raise UserError(str(err)) from None
     rows = [
         [split, s["documents"], s["tokens"], s["bytes"], len(s["files"])]
         for split, s in meta["splits"].items()

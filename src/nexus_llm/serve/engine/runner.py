@@ -1,10 +1,10 @@
 """The model-runner seam under the batching engine: which tokens to run this step, and their logits.
 
-The engine (:mod:`nexus_llm.serve.batching`) decides *what* runs each step — one token for every
+The engine (:mod:`nexus_llm.serve.engine.batching`) decides *what* runs each step — one token for every
 decoding sequence, and a chunk of the prompt of sequences still being prefilled — and a runner decides
 *how*: it keeps each sequence's KV cache and returns the logits the engine asked for. Two runners:
 
-- :class:`nexus_llm.serve.llama.LlamaRunner`, the fast path for Llama-architecture models (Llama,
+- :class:`nexus_llm.serve.engine.llama.LlamaRunner`, the fast path for Llama-architecture models (Llama,
   SmolLM, Mistral without sliding windows, Qwen2): all the step's tokens go through the weights in one
   flat batch, with a slot KV cache, a prefix cache and LoRA adapters;
 - :class:`HFRunner` below, for every other causal LM transformers can load: the model's own forward,
@@ -68,7 +68,7 @@ class HFRunner:
 
     The generic fallback: exact for every architecture transformers supports (sliding windows included,
     as each sequence has its own cache), but each step runs the model once per sequence, so it is much
-    slower than :class:`~nexus_llm.serve.llama.LlamaRunner` under concurrency.
+    slower than :class:`~nexus_llm.serve.engine.llama.LlamaRunner` under concurrency.
     """
 
     prefix_caching = False

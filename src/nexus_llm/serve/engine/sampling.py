@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from nexus_llm.serve.engine import SamplingParams, TokenLogprob
+from nexus_llm.serve.engine.base import SamplingParams, TokenLogprob
 
 
 def make_generator(seed: int | None) -> torch.Generator:
@@ -52,7 +52,7 @@ def choose_tokens(
             _penalize(x[i], r, vocab)
         constrained = [i for i, r in enumerate(rows) if r.matcher is not None]
         if constrained:
-            from nexus_llm.serve.grammar import allowed_tokens
+            from nexus_llm.serve.engine.grammar import allowed_tokens
 
             allowed = allowed_tokens([rows[i].matcher for i in constrained], vocab)
             for j in range(len(constrained)):

@@ -11,7 +11,7 @@ from typing import Any
 
 from nexus_llm.modelinfo import context_length
 
-log = logging.getLogger("nexus_llm.serve.engine")
+log = logging.getLogger("nexus_llm.serve.engine.base")
 
 
 @dataclass
@@ -25,7 +25,7 @@ class LoadedModel:
     bos_id: int | None
     pad_id: int
     vocab_size: int
-    runner: Any = None  # a nexus_llm.serve.runner.Runner
+    runner: Any = None  # a nexus_llm.serve.engine.runner.Runner
     adapters: tuple[str, ...] = ()
     generation_defaults: dict[str, Any] = field(default_factory=dict)
     dtype: str = ""
@@ -175,8 +175,8 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from nexus_llm.serve.llama import LlamaRunner, unsupported_reason
-    from nexus_llm.serve.runner import HFRunner
+    from nexus_llm.serve.engine.llama import LlamaRunner, unsupported_reason
+    from nexus_llm.serve.engine.runner import HFRunner
 
     cuda = torch.cuda.is_available()
     threads = threads or (None if cuda else default_threads())

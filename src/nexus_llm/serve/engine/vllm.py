@@ -1,9 +1,9 @@
-"""An optional backend: vLLM's async engine behind the :class:`~nexus_llm.serve.engine.Engine` seam.
+"""An optional backend: vLLM's async engine behind the :class:`~nexus_llm.serve.engine.base.Engine` seam.
 
 Selected with ``nexus serve --engine vllm`` (or by ``auto`` when vLLM is installed and a CUDA GPU is
 visible). vLLM does its own continuous batching, paged attention, stop strings and per-request seeds;
-this adapter only translates: token ids and :class:`~nexus_llm.serve.engine.SamplingParams` in,
-:class:`~nexus_llm.serve.engine.Chunk` deltas out, cancel = abort. Admission, limits, auth, metrics and
+this adapter only translates: token ids and :class:`~nexus_llm.serve.engine.base.SamplingParams` in,
+:class:`~nexus_llm.serve.engine.base.Chunk` deltas out, cancel = abort. Admission, limits, auth, metrics and
 the OpenAI protocol stay in the HTTP layer, unchanged.
 
 UNTESTED ON REAL vLLM: the machines this project is developed on have no GPU and no vLLM. The tests
@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from nexus_llm.serve.engine import (
+from nexus_llm.serve.engine.base import (
     Chunk,
     EngineCore,
     EngineOverloaded,
@@ -39,9 +39,9 @@ from nexus_llm.serve.engine import (
     SamplingParams,
     check_prompt_length,
 )
-from nexus_llm.serve.prompts import PromptEncoder
+from nexus_llm.serve.engine.prompts import PromptEncoder
 
-log = logging.getLogger("nexus_llm.serve.engine")
+log = logging.getLogger("nexus_llm.serve.engine.base")
 
 _FINISH: dict[str | None, FinishReason] = {"length": "length", "abort": "cancelled"}  # else "stop"
 
@@ -193,7 +193,7 @@ def _generation_defaults(model_dir: str) -> dict[str, Any]:
     """The model's ``generation_config.json`` sampling defaults, as the built-in engine reads them."""
     from transformers import GenerationConfig
 
-    from nexus_llm.serve.loading import GENERATION_KEYS
+    from nexus_llm.serve.engine.loading import GENERATION_KEYS
 
     try:
         diff = GenerationConfig.from_pretrained(model_dir).to_diff_dict()

@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from nexus_llm.serve.config import ServeConfig
-from nexus_llm.serve.metrics import configure_emf_stdout
+from nexus_llm.serve.http.metrics import configure_emf_stdout
 
 log = logging.getLogger("nexus_llm.serve")
 
@@ -126,7 +126,7 @@ def run_server(app: FastAPI, host: str, port: int, drain_timeout_s: float, acces
 def resolve_served_model(model: str, settings: ServeConfig) -> tuple[str, str]:
     """(local directory, served name) for ``model``, a directory or ``s3://`` URI; raises OSError."""
     from nexus_llm.models.loading import resolve_model
-    from nexus_llm.serve.loading import check_model_dir
+    from nexus_llm.serve.engine.loading import check_model_dir
 
     local = resolve_model(model, settings.model_cache_dir)
     check_model_dir(local)
@@ -139,10 +139,10 @@ def serve_local_model(
     """Load ``local`` in the background and serve it until a signal; return the exit code.
 
     ``engine`` is ``builtin`` or ``vllm`` (default: chosen from ``settings.engine``; raises
-    :class:`~nexus_llm.serve.backends.EngineUnavailable` when the one asked for cannot run here).
+    :class:`~nexus_llm.serve.engine.backends.EngineUnavailable` when the one asked for cannot run here).
     """
-    from nexus_llm.serve.app import create_app
-    from nexus_llm.serve.backends import choose_engine, make_engine
+    from nexus_llm.serve.engine.backends import choose_engine, make_engine
+    from nexus_llm.serve.http.app import create_app
 
     kind = engine or choose_engine(settings.engine)
     app = create_app(make_engine(kind, local, name, settings), settings, api_keys)

@@ -2,7 +2,7 @@
 
 The HTTP layer knows only this module. It tokenizes through the engine, submits token ids with
 :class:`SamplingParams`, and reads :class:`Chunk` objects from the returned :class:`RequestHandle`
-(an async iterator). The built-in backend is :class:`nexus_llm.serve.batching.BatchingEngine`
+(an async iterator). The built-in backend is :class:`nexus_llm.serve.engine.batching.BatchingEngine`
 (continuous batching in a worker thread); another backend (vLLM on a GPU, say) plugs in by
 implementing :class:`Engine`, and tests can drive any backend without HTTP.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from nexus_llm.serve.prompts import PromptEncoder
+    from nexus_llm.serve.engine.prompts import PromptEncoder
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
@@ -31,7 +31,7 @@ class SamplingParams:
     alternatives (0 = the chosen token's only); ``prompt_logprobs`` the same for every prompt token
     (what ``echo`` + ``logprobs`` on /v1/completions returns). Log-probabilities are the model's own
     distribution (log-softmax of the logits), before penalties, bias, grammar and temperature, as vLLM
-    returns them by default. ``grammar`` is a compiled constraint from :mod:`nexus_llm.serve.grammar`;
+    returns them by default. ``grammar`` is a compiled constraint from :mod:`nexus_llm.serve.engine.grammar`;
     ``adapter`` names a LoRA adapter loaded beside the base model.
     """
 
@@ -226,7 +226,7 @@ repetition; ``logit_bias``; ``response_format``: JSON modes through a grammar; `
 
 
 class Engine(Protocol):
-    """A generation backend; see :class:`nexus_llm.serve.batching.BatchingEngine`."""
+    """A generation backend; see :class:`nexus_llm.serve.engine.batching.BatchingEngine`."""
 
     model_name: str
 

@@ -5,7 +5,7 @@ and ``/detokenize``, and the guide's original ``/generate``. Types are strict (`
 not a ``max_tokens``), unknown keys are ignored as OpenAI clients send many optional ones, and options
 this server cannot honour (``suffix``, tools, images, ``best_of`` other than ``n``) are refused with a
 400 rather than silently ignored. Limits that depend on the server's settings or the model (caps,
-context, vocabulary, what the engine supports) are checked in :mod:`nexus_llm.serve.serving`.
+context, vocabulary, what the engine supports) are checked in :mod:`nexus_llm.serve.http.serving`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The serving layer: validated requests in, engine calls, protocol responses out.
 
-The routers in :mod:`nexus_llm.serve.app` call one method here per endpoint. This module owns the
+The routers in :mod:`nexus_llm.serve.http.app` call one method here per endpoint. This module owns the
 limits that depend on the model and settings (context, caps, stop strings, ``n``, the vocabulary for
 ``logit_bias``), sampling defaults from the model's ``generation_config.json``, which options the engine
 supports, admission (429), the disconnect watch, and the mapping of engine chunks to OpenAI bodies
@@ -21,10 +21,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from nexus_llm.serve import schemas
-from nexus_llm.serve.admission import Admission, Overloaded
 from nexus_llm.serve.config import ServeConfig
-from nexus_llm.serve.engine import (
+from nexus_llm.serve.engine.base import (
     Chunk,
     Engine,
     EngineNotReady,
@@ -35,8 +33,10 @@ from nexus_llm.serve.engine import (
     TokenLogprob,
     Unsupported,
 )
-from nexus_llm.serve.errors import APIError
-from nexus_llm.serve.metrics import RequestRecord
+from nexus_llm.serve.http import schemas
+from nexus_llm.serve.http.admission import Admission, Overloaded
+from nexus_llm.serve.http.errors import APIError
+from nexus_llm.serve.http.metrics import RequestRecord
 
 
 class ClientGone(Exception):
@@ -94,7 +94,7 @@ def sse(obj: Any) -> str:
 
 
 class Serving:
-    """Endpoint logic over an :class:`~nexus_llm.serve.engine.Engine`."""
+    """Endpoint logic over an :class:`~nexus_llm.serve.engine.base.Engine`."""
 
     def __init__(self, engine: Engine, settings: ServeConfig, admission: Admission, model_name: str) -> None:
         self.engine = engine
@@ -303,7 +303,7 @@ class Serving:
         """The compiled constraint for ``response_format`` (None for text), compiled off the event loop."""
         if fmt is None or not fmt.constrained:
             return None
-        from nexus_llm.serve.grammar import GrammarError
+        from nexus_llm.serve.engine.grammar import GrammarError
 
         try:
             return await asyncio.to_thread(self.engine.compile_grammar, fmt.schema_value())

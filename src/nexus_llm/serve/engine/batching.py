@@ -7,7 +7,7 @@ paged-attention bookkeeping cost more CPU per generated token than this engine o
 this project trains. Its API is also still moving between 5.x releases.
 
 How it works: requests wait in a deque and are admitted while there are free rows and KV-cache room.
-Each loop turn is one forward pass of the model runner (:mod:`nexus_llm.serve.runner`) over one token
+Each loop turn is one forward pass of the model runner (:mod:`nexus_llm.serve.engine.runner`) over one token
 of every decoding sequence plus up to ``max_prefill_tokens`` prompt tokens of sequences still being
 prefilled (chunked prefill: a long prompt is run a chunk per step, so it does not stall the running
 decodes for the whole prompt). A prompt that starts like one seen before continues from the prefix
@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nexus_llm.serve.detok import TextStream
-from nexus_llm.serve.engine import (
+from nexus_llm.serve.engine.base import (
     FEATURES,
     Chunk,
     EngineCore,
@@ -43,12 +42,13 @@ from nexus_llm.serve.engine import (
     Unsupported,
     check_prompt_length,
 )
-from nexus_llm.serve.loading import LoadedModel
-from nexus_llm.serve.prompts import PromptEncoder
-from nexus_llm.serve.runner import Work
-from nexus_llm.serve.sampling import RowState, choose_tokens, make_generator, prompt_logprobs
+from nexus_llm.serve.engine.detok import TextStream
+from nexus_llm.serve.engine.loading import LoadedModel
+from nexus_llm.serve.engine.prompts import PromptEncoder
+from nexus_llm.serve.engine.runner import Work
+from nexus_llm.serve.engine.sampling import RowState, choose_tokens, make_generator, prompt_logprobs
 
-log = logging.getLogger("nexus_llm.serve.engine")
+log = logging.getLogger("nexus_llm.serve.engine.base")
 
 _keys = itertools.count(1)
 
@@ -178,7 +178,7 @@ class BatchingEngine(EngineCore):
 
     def compile_grammar(self, schema):
         """A compiled ``response_format`` constraint (blocks: call it off the event loop)."""
-        from nexus_llm.serve.grammar import GrammarCompiler
+        from nexus_llm.serve.engine.grammar import GrammarCompiler
 
         lm = self._require()
         if self._grammars is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from nexus_llm.serve.engine import NoChatTemplate
+from nexus_llm.serve.engine.base import NoChatTemplate
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -30,7 +30,7 @@ def _byte_decoder() -> dict[str, int]:
 
 
 class PromptEncoder:
-    """``encode``/``encode_chat``/``decode`` of the :class:`~nexus_llm.serve.engine.Engine` seam."""
+    """``encode``/``encode_chat``/``decode`` of the :class:`~nexus_llm.serve.engine.base.Engine` seam."""
 
     def __init__(self, tokenizer: Any, bos_id: int | None, vocab_size: int | None = None) -> None:
         self.tokenizer = tokenizer

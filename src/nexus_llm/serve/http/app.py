@@ -1,4 +1,4 @@
-"""The HTTP app: thin routers over :class:`~nexus_llm.serve.serving.Serving`, built by :func:`create_app`.
+"""The HTTP app: thin routers over :class:`~nexus_llm.serve.http.serving.Serving`, built by :func:`create_app`.
 
 The factory takes the engine, so tests (and other backends) hand in their own. Middleware, outermost
 first: observation (metrics, EMF), API keys, body limits; then FastAPI's validation and the routers.
@@ -17,15 +17,15 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from nexus_llm import __version__
-from nexus_llm.serve import schemas
-from nexus_llm.serve.admission import Admission
-from nexus_llm.serve.auth import APIKeyMiddleware, APIKeys
 from nexus_llm.serve.config import ServeConfig
-from nexus_llm.serve.engine import Engine
-from nexus_llm.serve.errors import install_error_handlers
-from nexus_llm.serve.metrics import ServeMetrics
-from nexus_llm.serve.middleware import BodyMiddleware, ObserveMiddleware
-from nexus_llm.serve.serving import ClientGone, Serving
+from nexus_llm.serve.engine.base import Engine
+from nexus_llm.serve.http import schemas
+from nexus_llm.serve.http.admission import Admission
+from nexus_llm.serve.http.auth import APIKeyMiddleware, APIKeys
+from nexus_llm.serve.http.errors import install_error_handlers
+from nexus_llm.serve.http.metrics import ServeMetrics
+from nexus_llm.serve.http.middleware import BodyMiddleware, ObserveMiddleware
+from nexus_llm.serve.http.serving import ClientGone, Serving
 
 PLAYGROUND = Path(__file__).with_name("playground")
 """The playground's static files (index.html, playground.js, playground.css), shipped as package data."""

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from nexus_llm.train import sagemaker
+from nexus_llm.deploy.entrypoints.sagemaker_train import build_config, main, parse_value, torchrun_command
+from nexus_llm.deploy.entrypoints import sagemaker_train as sagemaker
 from nexus_llm.train.checkpoint import complete_checkpoints
 from nexus_llm.train.loop import FAULT_KILL_ENV
-from nexus_llm.train.sagemaker import build_config, main, parse_value, torchrun_command
 from support.stories import story_texts, write_curated
 from support.train import TINY_LLAMA, run_module
 
@@ -46,12 +46,12 @@ def test_entrypoint_trains_from_curated_data_and_resumes_after_a_kill(tmp_path):
     hps = {"config": "nexus.yaml", "train.max_steps": "4", "train.learning_rate": "3e-3",
            "tokenize.val_fraction": "0.1", "sagemaker_program": "ignored"}  # fmt: skip
     env = _sm_env(tmp_path, channel, hps)
-    killed = run_module(["nexus_llm.train.sagemaker"], env={**env, FAULT_KILL_ENV: "3"})
+    killed = run_module(["nexus_llm.deploy.entrypoints.sagemaker_train"], env={**env, FAULT_KILL_ENV: "3"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert [s for s, _ in complete_checkpoints(str(tmp_path / "checkpoints"))] == [2]
     meta_path = tmp_path / "work" / "tokens" / "meta.json"
     first_written = meta_path.stat().st_mtime_ns
-    res = run_module(["nexus_llm.train.sagemaker"], env=env)
+    res = run_module(["nexus_llm.deploy.entrypoints.sagemaker_train"], env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert meta_path.stat().st_mtime_ns > first_written  # tokenized again (the file was rewritten)
     model = tmp_path / "model"
@@ -75,7 +75,10 @@ def test_hyperparameter_values_are_typed_like_yaml():
 def test_multi_gpu_jobs_relaunch_under_torchrun():
     cmd = torchrun_command(8, ["algo-1", "algo-2"], "algo-2")
     assert "--nproc-per-node=8" in cmd and "--nnodes=2" in cmd and "--node-rank=1" in cmd
-    assert "--master-addr=algo-1" in cmd and cmd[-2:] == ["-m", "nexus_llm.train.sagemaker"]
+    assert "--master-addr=algo-1" in cmd and cmd[-2:] == [
+        "-m",
+        "nexus_llm.deploy.entrypoints.sagemaker_train",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -133,7 +136,7 @@ def test_relaunch_keeps_the_pid_so_the_relaunched_program_gets_sigterm(tmp_path)
     marker = tmp_path / "saved"
     parent = (
         "import os, sys\n"
-        "from nexus_llm.train.sagemaker import relaunch\n"
+        "from nexus_llm.deploy.entrypoints.sagemaker_train import relaunch\n"
         "print(os.getpid(), flush=True)\n"
         f"relaunch([sys.executable, '-c', {RELAUNCHED!r}, {str(marker)!r}], "
         "{**os.environ, 'NEXUS_SM_TOKENS': 'tokens:tokenizer'})\n"

@@ -1,4 +1,4 @@
-"""SageMaker training-container entrypoint: ``python -m nexus_llm.train.sagemaker``.
+"""SageMaker training-container entrypoint: ``python -m nexus_llm.deploy.entrypoints.sagemaker_train``.
 
 The contract (what ``nexus aws submit-train-job`` relies on; see docs/train.md):
 
@@ -140,7 +140,7 @@ def torchrun_command(num_gpus: int, hosts: list[str], current: str, port: int = 
         sys.executable, "-m", "torch.distributed.run",
         f"--nproc-per-node={num_gpus}", f"--nnodes={len(hosts)}", f"--node-rank={hosts.index(current)}",
         f"--master-addr={hosts[0]}", f"--master-port={port}",
-        "-m", "nexus_llm.train.sagemaker",
+        "-m", "nexus_llm.deploy.entrypoints.sagemaker_train",
     ]  # fmt: skip
 
 

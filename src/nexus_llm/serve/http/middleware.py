@@ -6,8 +6,8 @@ and a client disconnect still reaches the endpoint's ``receive``.
 
 from __future__ import annotations
 
-from nexus_llm.serve.errors import TYPES, APIError
-from nexus_llm.serve.metrics import RequestRecord, ServeMetrics
+from nexus_llm.serve.http.errors import TYPES, APIError
+from nexus_llm.serve.http.metrics import RequestRecord, ServeMetrics
 
 API_PATHS = frozenset({"/generate", "/v1/completions", "/v1/chat/completions", "/v1/models"})
 KNOWN_PATHS = API_PATHS | {"/health", "/metrics", "/tokenize", "/detokenize", "/tokenizer_info", "/"}

@@ -14,7 +14,7 @@ import hmac
 import os
 from collections.abc import Iterable
 
-from nexus_llm.serve.errors import APIError
+from nexus_llm.serve.http.errors import APIError
 
 ENV_VAR = "NEXUS_API_KEYS"
 

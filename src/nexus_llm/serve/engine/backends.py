@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from nexus_llm.configbase import ConfigError
 from nexus_llm.serve.config import ServeConfig
-from nexus_llm.serve.engine import Engine
+from nexus_llm.serve.engine.base import Engine
 
 ENGINE_LABELS = {"builtin": "built-in continuous batching", "vllm": "vLLM (CUDA)"}
 
@@ -59,14 +59,14 @@ def choose_engine(
 def make_engine(kind: str, local: str, name: str, settings: ServeConfig) -> Engine:
     """The engine ``kind`` over the model directory ``local`` (loading starts with ``engine.start()``)."""
     if kind == "vllm":
-        from nexus_llm.serve.vllm_engine import VLLMEngine
+        from nexus_llm.serve.engine.vllm import VLLMEngine
 
         if settings.lora:
             raise EngineUnavailable("--lora is served by the built-in engine only; use --engine builtin")
 
         return VLLMEngine(local, name, max_batch_size=settings.max_batch_size, dtype=settings.dtype)
-    from nexus_llm.serve.batching import BatchingEngine
-    from nexus_llm.serve.loading import default_threads, load_model
+    from nexus_llm.serve.engine.batching import BatchingEngine
+    from nexus_llm.serve.engine.loading import default_threads, load_model
 
     def load():
         return load_model(

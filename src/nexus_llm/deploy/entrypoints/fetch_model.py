@@ -1,6 +1,6 @@
 """Serving-container start: fetch the model named by ``NEXUS_MODEL_URI``, then run the server.
 
-    python -m nexus_llm.deploy.fetch_model [--uri URI] [--dest /opt/ml/model] -- nexus serve /opt/ml/model ...
+    python -m nexus_llm.deploy.entrypoints.fetch_model [--uri URI] [--dest /opt/ml/model] -- nexus serve /opt/ml/model ...
 
 The URI is a model directory (``s3://<models>/models/<name>/``) or a SageMaker ``model.tar.gz``. With no
 URI (unset variable) nothing is fetched: the model is baked into the image or mounted. The download
@@ -43,7 +43,7 @@ def fetch_model(uri: str, dest: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     own, command = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
-    p = argparse.ArgumentParser(prog="python -m nexus_llm.deploy.fetch_model")
+    p = argparse.ArgumentParser(prog="python -m nexus_llm.deploy.entrypoints.fetch_model")
     p.add_argument("--uri", default=os.environ.get("NEXUS_MODEL_URI", ""))
     p.add_argument("--dest", default="/opt/ml/model")
     args = p.parse_args(own)

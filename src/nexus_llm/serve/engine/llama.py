@@ -33,7 +33,7 @@ What makes the difference:
 
 Supported: ``model_type`` llama, mistral (without a sliding window) and qwen2 (without one), SiLU MLPs,
 RMSNorm, rotary embeddings of any kind transformers' ``rotary_emb`` module computes (the tables are taken
-from it). Anything else is served by :class:`nexus_llm.serve.runner.HFRunner`. LoRA adapters (peft
+from it). Anything else is served by :class:`nexus_llm.serve.engine.runner.HFRunner`. LoRA adapters (peft
 format) are applied per sequence, so sequences of different adapters share a batch.
 """
 
@@ -47,9 +47,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nexus_llm.serve.runner import Work
+from nexus_llm.serve.engine.runner import Work
 
-log = logging.getLogger("nexus_llm.serve.engine")
+log = logging.getLogger("nexus_llm.serve.engine.base")
 
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -342,7 +342,7 @@ def _round_capacity(n: int) -> int:
 
 # ---------------------------------------------------------------- the runner
 class LlamaRunner:
-    """The :class:`~nexus_llm.serve.runner.Runner` for Llama-architecture models (module docstring)."""
+    """The :class:`~nexus_llm.serve.engine.runner.Runner` for Llama-architecture models (module docstring)."""
 
     prefix_caching = True
 
