@@ -36,12 +36,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # support/planted.py: the planted corpus
 
-from nexus_llm.data import planted  # noqa: E402
 from nexus_llm.data.clean import clean_text  # noqa: E402
 from nexus_llm.data.config import CleanConfig, FiltersConfig  # noqa: E402
 from nexus_llm.data.document import DocView  # noqa: E402
 from nexus_llm.data.filters import filter_batch  # noqa: E402
+from support import planted  # noqa: E402
 
 CLEAN_KINDS = ("prose", "technical", "runbooks", "code")
 

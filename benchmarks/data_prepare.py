@@ -1,7 +1,7 @@
 """Benchmark: the guide's Glue job and datatrove against ``nexus data prepare`` (local and Spark engines).
 
 Builds a corpus of at least 100,000 documents deterministically from the bundled example corpus, with
-planted exact duplicates, near-duplicates, junk and malformed lines (``nexus_llm.data.planted``), then
+planted exact duplicates, near-duplicates, junk and malformed lines (``tests/support/planted.py``), then
 runs on the same file, one after the other on the same machine:
 
   1. the guide's Glue job (``../shared/baselines/seed_glue_job.py``) on Spark ``local[2]``;
@@ -39,8 +39,9 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # support/planted.py: the planted corpus
 
-from nexus_llm.data import planted  # noqa: E402
+from support import planted  # noqa: E402
 
 BASELINE = ROOT.parent / "shared" / "baselines" / "seed_glue_job.py"
 

@@ -152,9 +152,9 @@ def compare_engines(model_dir: Path, rows: int, tokens: int, rounds: int = 3) ->
     from transformers import GenerationConfig
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-    from nexus_llm.serve.batching import BatchingEngine
-    from nexus_llm.serve.engine import SamplingParams
-    from nexus_llm.serve.loading import default_threads, load_model
+    from nexus_llm.serve.engine.base import SamplingParams
+    from nexus_llm.serve.engine.batching import BatchingEngine
+    from nexus_llm.serve.engine.loading import default_threads, load_model
 
     lm = load_model(str(model_dir), threads=default_threads())
     prompts = [
@@ -222,11 +222,11 @@ def kernels(model_dir: Path) -> str:
     """The in-process numbers behind the fast runner and the int8 decision (one torch thread, CPU time).
 
     1. every linear layer of the model once, at 1 and 16 rows, through: ``F.linear`` on bf16 weights,
-       bf16 weights prepacked for oneDNN (what :class:`nexus_llm.serve.llama.Linear` does), int8
+       bf16 weights prepacked for oneDNN (what :class:`nexus_llm.serve.engine.llama.Linear` does), int8
        weight-only (``torch._weight_int8pack_mm``) and fbgemm's dynamic int8 (``quantized.linear_dynamic``);
     2. the log-loss of SmolLM2 on 400 tokens of this repository's README with fp32, bf16 and dynamic-int8
        linears (the accuracy side of int8);
-    3. one decode step of transformers' forward vs :class:`~nexus_llm.serve.llama.LlamaRunner`.
+    3. one decode step of transformers' forward vs :class:`~nexus_llm.serve.engine.llama.LlamaRunner`.
     """
     import warnings
 
@@ -235,7 +235,7 @@ def kernels(model_dir: Path) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from nexus_llm.serve import llama
-    from nexus_llm.serve.runner import Work
+    from nexus_llm.serve.engine.runner import Work
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
@@ -417,7 +417,7 @@ def servers(
 
 
 def measure(url: str, api: str, c: int, args) -> dict:
-    from nexus_llm.serve.bench import BenchSettings, run_bench
+    from nexus_llm.bench.loadgen import BenchSettings, run_bench
 
     def settings(n: int) -> BenchSettings:
         stream = api != "generate"
@@ -429,7 +429,7 @@ def measure(url: str, api: str, c: int, args) -> dict:
 
 
 def run_real(args) -> dict:
-    from nexus_llm.serve.loading import default_threads
+    from nexus_llm.serve.engine.loading import default_threads
 
     model = smollm2(OUT / "smollm2")
     threads = default_threads()

@@ -41,5 +41,5 @@ EXPOSE 8080
 # 200 only once the model is loaded; the start period covers the download and the load.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)"]
-ENTRYPOINT ["python", "-m", "nexus_llm.deploy.fetch_model", "--"]
+ENTRYPOINT ["python", "-m", "nexus_llm.deploy.entrypoints.fetch_model", "--"]
 CMD ["nexus", "serve", "/opt/ml/model", "--host", "0.0.0.0", "--port", "8080"]

@@ -1,4 +1,4 @@
-# Training image for SageMaker: `python -m nexus_llm.train.sagemaker` (SageMaker runs `<image> train`;
+# Training image for SageMaker: `python -m nexus_llm.deploy.entrypoints.sagemaker_train` (SageMaker runs `<image> train`;
 # the entrypoint ignores that argument). It reads the channels under /opt/ml/input/data, the
 # hyperparameters in /opt/ml/input/config/hyperparameters.json, writes the model to /opt/ml/model
 # (SM_MODEL_DIR) and checkpoints to /opt/ml/checkpoints, which SageMaker syncs with CheckpointConfig.S3Uri.
@@ -46,4 +46,4 @@ ENV PATH=/opt/venv/bin:$PATH \
     TOKENIZERS_PARALLELISM=false \
     SM_MODEL_DIR=/opt/ml/model
 WORKDIR /opt/ml/code
-ENTRYPOINT ["python", "-m", "nexus_llm.train.sagemaker"]
+ENTRYPOINT ["python", "-m", "nexus_llm.deploy.entrypoints.sagemaker_train"]

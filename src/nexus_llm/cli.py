@@ -6,7 +6,6 @@ heavy dependencies (torch, pyspark, ...) inside those functions, so ``nexus --he
 
 from __future__ import annotations
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -29,10 +28,10 @@ class NexusGroup(TyperGroup):
     """The root command group: the one place where an error a command raised becomes a message and an
     exit status (``errors.exit_for``), for the console script and for ``CliRunner`` alike."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as err:
             if (shown := exit_for(err)) is None:

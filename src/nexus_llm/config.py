@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,23 @@ SET_HELP = (
 )
 
 
+def set_dotted(raw: dict[str, Any], key: str, value: Any, origin: str) -> None:
+    """Set ``key.path`` in ``raw`` to ``value``, creating sections; ``origin`` names the override in errors."""
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"{origin}: write key.path=value, e.g. train.max_steps=100")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"{origin}: {where} is a value ({child!r}), not a section with keys")
+        node = child
+    node[parts[-1]] = value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str] | None) -> dict[str, Any]:
     """``raw`` with each ``key.path=value`` set (the value read as YAML: numbers, lists, mappings, null).
 
@@ -110,40 +127,42 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str] | None) -> dic
     merged = copy.deepcopy(raw)
     for item in overrides or ():
         key, sep, text = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(parts):
+        if not sep:
             raise ConfigError(f"--set {item!r}: write key.path=value, e.g. --set train.max_steps=100")
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML: {err}") from None
-        node = merged
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(parts[: i + 1])
-                raise ConfigError(f"--set {item!r}: {where} is a value ({child!r}), not a section with keys")
-            node = child
-        node[parts[-1]] = value
+        set_dotted(merged, key, value, f"--set {item!r}")
     return merged
 
 
-def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] | None = None) -> NexusConfig:
-    """Load ``nexus.yaml`` (defaults for every section when ``path`` is None), then ``--set`` overrides."""
+def load_config(
+    path: str | os.PathLike[str] | None,
+    overrides: Sequence[str] | None = None,
+    values: Mapping[str, Any] | None = None,
+    values_origin: str = "overrides",
+) -> NexusConfig:
+    """The one config resolver, for every command and every job entry point (Spark, Glue, SageMaker).
+
+    ``path``: ``nexus.yaml`` as a local path or an ``s3://`` URI (None: the defaults of every section);
+    ``overrides``: ``--set key.path=value`` strings (values read as YAML); ``values``: dotted keys with
+    values already typed (SageMaker hyperparameters), named ``values_origin`` in errors. The result is
+    validated against the schema, and its ``storage:`` settings are applied to the process.
+    """
+    from nexus_llm import storage
+
     raw: Any = {}
     source = "defaults"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} not found. Pass -c with the path to your nexus.yaml.")
+        source = str(path)
+        if not storage.is_remote(source) and not Path(source).is_file():
+            raise ConfigError(f"config file {source!r} not found. Pass -c with the path to your nexus.yaml.")
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+            raw = yaml.safe_load(storage.read_text(source))
         except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML: {err}") from None
-        source = str(p)
-    if overrides:
+            raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    if overrides or values:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -151,7 +170,14 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] | 
                 f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}."
             )
         raw = apply_overrides(raw, overrides)
-        source += " with --set " + " ".join(overrides)
+        for key, value in (values or {}).items():
+            set_dotted(raw, key, value, f"{values_origin} {key!r}")
+        source += "".join(
+            [
+                " with --set " + " ".join(overrides) if overrides else "",
+                f" + {values_origin}" if values else "",
+            ]
+        )
     cfg = parse_config(raw, source)
     cfg.storage.apply()
     return cfg

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from nexus_llm.config import parse_config
-from nexus_llm.data import planted
 from nexus_llm.data.prepare import run_prepare
+from support import planted
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "corpus"
 TASK = Path(__file__).resolve().parents[2] / "examples" / "tasks" / "paraphrase_local.yaml"

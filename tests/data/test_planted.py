@@ -1,6 +1,6 @@
 """The planted corpus is deterministic and its score counts what it claims."""
 
-from nexus_llm.data import planted
+from support import planted
 
 PARAS = [" ".join(f"word{i}x{j} the of and" for j in range(60)) for i in range(40)]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from nexus_llm import storage
-from nexus_llm.data import planted
 from nexus_llm.data.config import DataConfig
 from nexus_llm.data.prepare import run_prepare
+from support import planted
 from support.curated import read
 
 from .conftest import full_config

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from nexus_llm.deploy.entrypoints.sagemaker_train import build_config, main, parse_value, torchrun_command
 from nexus_llm.deploy.entrypoints import sagemaker_train as sagemaker
+from nexus_llm.deploy.entrypoints.sagemaker_train import build_config, main, parse_value, torchrun_command
 from nexus_llm.train.checkpoint import complete_checkpoints
 from nexus_llm.train.loop import FAULT_KILL_ENV
 from support.stories import story_texts, write_curated

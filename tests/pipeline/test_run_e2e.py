@@ -32,7 +32,7 @@ def finished(layout: Layout) -> dict[str, str]:
 
 
 def check_outputs(layout: Layout) -> None:
-    """Every stage left its contract files (DESIGN.md workspace layout)."""
+    """Every stage left its contract files (the workspace layout of docs/architecture.md)."""
     m = storage.read_manifest(layout.curated)
     assert m["records_out"] > 0 and m["files"]["part"]
     for name in ("tokenizer.json", "tokenizer_config.json", "manifest.json"):

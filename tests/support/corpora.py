@@ -23,7 +23,7 @@ import sysconfig
 import warnings
 from pathlib import Path
 
-from nexus_llm.data import planted
+from support import planted
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "corpus"
 

@@ -1,4 +1,4 @@
-"""A corpus with planted problems and known answers, for tests, benchmarks and ``nexus data check``.
+"""A corpus with planted problems and known answers, for the data tests and benchmarks.
 
 Documents are built from real paragraphs (e.g. the example corpus), then copies and junk are planted
 at known places: exact duplicates (same text, whitespace and case changed), near-duplicates (a few

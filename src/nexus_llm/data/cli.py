@@ -6,7 +6,10 @@ from pathlib import Path
 
 import typer
 
+from nexus_llm.cliopts import schema_help, schema_option, set_option
+from nexus_llm.configbase import with_overrides
 from nexus_llm.console import console
+from nexus_llm.data.config import DataConfig, SparkConfig
 
 
 def prepare(
@@ -14,14 +17,15 @@ def prepare(
         ..., help="Files, directories or globs, local or s3://: .jsonl[.gz], .json, .parquet, .txt, .md"
     ),
     output: str = typer.Option(..., "-o", "--output", help="Output directory (local path or s3:// prefix)."),
-    engine: str = typer.Option(None, "--engine", help="local (worker processes, default) or spark."),
+    engine: str | None = schema_option(DataConfig, "engine", "data", "--engine"),
     config: Path = typer.Option(
         None, "-c", "--config", help="nexus.yaml; its data: section sets filters and dedup."
     ),
-    workers: int = typer.Option(
-        None, "--workers", min=1, help="Local worker processes (default: CPU count)."
+    workers: int | None = schema_option(DataConfig, "workers", "data", "--workers"),
+    spark_master: str | None = typer.Option(
+        None, "--spark-master", help=schema_help(SparkConfig, "master", "data.spark")
     ),
-    spark_master: str = typer.Option(None, "--spark-master", help="Spark master URL (default: local[*])."),
+    overrides: list[str] | None = set_option(),
 ) -> None:
     """Clean, filter and deduplicate raw text into curated Parquet shards.
 
@@ -32,10 +36,8 @@ def prepare(
     from nexus_llm.config import load_config
     from nexus_llm.data.prepare import print_summary, run_prepare
 
-    cfg = load_config(config).data
-    if engine is not None and engine not in ("local", "spark"):
-        raise typer.BadParameter(f"unknown engine {engine!r}: use local or spark", param_hint="--engine")
-    manifest = run_prepare(inputs, output, cfg, engine=engine, workers=workers, spark_master=spark_master)
+    cfg = with_overrides(load_config(config, overrides).data, "data", engine=engine, workers=workers)
+    manifest = run_prepare(inputs, output, cfg, spark_master=spark_master)
     if manifest.get("up_to_date"):
         console.print(f"[green]up to date[/]: {output} was already prepared from these inputs and settings.")
     print_summary(manifest)

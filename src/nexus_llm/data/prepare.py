@@ -31,9 +31,6 @@ class Executor(Protocol):
     name: str
 
     def run(self, fn: Any, items: list, desc: str) -> list[dict]: ...
-    def link_keys(
-        self, plan: Plan, splits: list[int], columns: list[int], memory_bytes: int
-    ) -> list[np.ndarray]: ...
     def close(self) -> None: ...
 
 

@@ -20,8 +20,6 @@ from typing import Any
 
 from nexus_llm.console import console
 
-KEY_SCHEMA = "col int, key long, ordinal long"
-
 
 def _local_cores(master: str) -> int | None:
     m = re.fullmatch(r"local\[(\d+|\*)\]", master)

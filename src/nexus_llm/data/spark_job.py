@@ -26,16 +26,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def load_data_config(uri: str | None):
-    import yaml
+    """The job's config (local or ``s3://``) through the resolver every command uses."""
+    from nexus_llm.config import load_config
 
-    from nexus_llm import storage
-    from nexus_llm.config import parse_config
-
-    if uri is None:
-        return parse_config({})
-    cfg = parse_config(yaml.safe_load(storage.read_text(uri)), uri)
-    cfg.storage.apply()
-    return cfg
+    return load_config(uri)
 
 
 def main(argv: list[str] | None = None) -> dict:

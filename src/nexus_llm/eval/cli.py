@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
-from nexus_llm.cliopts import set_option
+from nexus_llm.cliopts import schema_option, set_option
 from nexus_llm.configbase import ConfigError
 from nexus_llm.console import console
 from nexus_llm.errors import UserError
+from nexus_llm.eval.config import EvalConfig
 
 if TYPE_CHECKING:  # annotations only: typer vendors its own click, which need not be installed
     import click
@@ -47,6 +48,10 @@ app = typer.Typer(
     "and a report.\n\n`nexus eval MODEL -o EVALDIR` evaluates (the `run` command); "
     "`nexus eval compare A B` puts two evaluations side by side.",
 )
+
+
+def _opt(field: str, *flags: str):
+    return schema_option(EvalConfig, field, "eval", *flags)
 
 
 @contextlib.contextmanager
@@ -93,16 +98,10 @@ def evaluate(
     ),
     output: str = typer.Option(..., "-o", "--output", help="evaluation directory to write (local or s3://)"),
     config: Path | None = typer.Option(None, "-c", "--config", help="nexus.yaml; its eval: section"),
-    data: str | None = typer.Option(
-        None, "--data", help="held-out data: token directory or curated Parquet (default: MODEL/../tokens)"
-    ),
-    split: str | None = typer.Option(None, "--split", help="split of a token directory (default: val)"),
-    runs: str | None = typer.Option(
-        None, "--runs", help="training run directory with metrics.jsonl (default: MODEL/../runs)"
-    ),
-    perplexity: bool | None = typer.Option(
-        None, "--perplexity/--no-perplexity", help="score the held-out data (default: yes)"
-    ),
+    data: str | None = _opt("data"),
+    split: str | None = _opt("split"),
+    runs: str | None = _opt("runs"),
+    perplexity: bool | None = _opt("perplexity", "--perplexity/--no-perplexity"),
     tasks: list[str] = typer.Option(
         [], "--task", "-t", help="lm-eval task: built-in name, task YAML, or name in --task-dir (repeat)"
     ),
@@ -110,24 +109,20 @@ def evaluate(
     task_data: list[str] = typer.Option(
         [], "--task-data", help="TASK=FOLDER: read a task's split files from a local folder (repeat)"
     ),
-    limit: int | None = typer.Option(None, "--limit", help="at most N documents, and N examples per task"),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="score at most N held-out tokens"),
-    context_length: int | None = typer.Option(None, "--context-length", help="tokens per window"),
-    stride: int | None = typer.Option(None, "--stride", help="window advance (default: context // 2)"),
-    first_token: str | None = typer.Option(None, "--first-token", help="auto, bos or eos"),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="windows (and lm-eval requests) per batch"
-    ),
-    num_fewshot: int | None = typer.Option(None, "--num-fewshot", help="few-shot examples per task"),
-    bootstrap_iters: int | None = typer.Option(
-        None, "--bootstrap-iters", help="bootstrap iterations for stderrs (default: 0)"
-    ),
+    limit: int | None = _opt("limit"),
+    max_tokens: int | None = _opt("max_tokens"),
+    context_length: int | None = _opt("context_length"),
+    stride: int | None = _opt("stride"),
+    first_token: str | None = _opt("first_token"),
+    batch_size: int | None = _opt("batch_size"),
+    num_fewshot: int | None = _opt("num_fewshot"),
+    bootstrap_iters: int | None = _opt("bootstrap_iters"),
     prompts: list[str] = typer.Option([], "--prompt", "-p", help="prompt for a sample generation (repeat)"),
-    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="tokens per sample"),
-    temperature: float | None = typer.Option(None, "--temperature", help="0 = greedy (default: 0)"),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps"),
-    dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16, float16"),
-    seed: int | None = typer.Option(None, "--seed"),
+    max_new_tokens: int | None = _opt("max_new_tokens"),
+    temperature: float | None = _opt("temperature"),
+    device: str | None = _opt("device"),
+    dtype: str | None = _opt("dtype"),
+    seed: int | None = _opt("seed"),
     sets: list[str] | None = set_option(),
     endpoint: str | None = typer.Option(
         None,

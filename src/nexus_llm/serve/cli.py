@@ -8,73 +8,59 @@ from typing import Any
 
 import typer
 
+from nexus_llm.cliopts import schema_option, set_option
 from nexus_llm.console import console, table
 from nexus_llm.errors import UserError
+from nexus_llm.serve.config import ServeConfig
 
 Opt = typer.Option
 
 
-def _settings(config: Path | None, overrides: dict[str, Any]):
-    """The ``serve:`` section of the config (or defaults), with the flags given on the command line."""
+def _opt(field: str, *flags: str):
+    return schema_option(ServeConfig, field, "serve", *flags)
+
+
+def _settings(config: Path | None, flags: dict[str, Any], overrides: list[str] | None):
+    """The ``serve:`` section of the config (or defaults) with ``--set`` and the flags given on top."""
     from nexus_llm.config import load_config
     from nexus_llm.configbase import with_overrides
-    from nexus_llm.serve.config import ServeConfig
 
-    base = load_config(config).serve if config else ServeConfig()
-    return with_overrides(base, "nexus serve", **overrides)
+    return with_overrides(load_config(config, overrides).serve, "nexus serve", **flags)
 
 
 def serve(
     model: str = typer.Argument(
         ..., help="Hugging Face model directory, or an s3:// URI (downloaded and cached)."
     ),
-    host: str | None = Opt(None, help="Interface to bind (default: 127.0.0.1)."),
-    port: int | None = Opt(None, help="Port (default: 8080)."),
-    max_concurrent: int | None = Opt(None, help="Requests in the engine at once (default: 100)."),
-    max_queue: int | None = Opt(None, help="Requests that may wait for a slot before 429s (default: 100)."),
-    max_batch_size: int | None = Opt(None, help="Sequences decoded together (default: 64)."),
-    max_tokens: int | None = Opt(None, help="Largest max_tokens a request may ask for (default: 4096)."),
-    max_body_bytes: int | None = Opt(None, help="Largest request body (default: 1 MiB)."),
-    model_name: str | None = Opt(None, help="Name clients use as `model` (default: the directory name)."),
+    host: str | None = _opt("host"),
+    port: int | None = _opt("port"),
+    max_concurrent: int | None = _opt("max_concurrent"),
+    max_queue: int | None = _opt("max_queue"),
+    max_batch_size: int | None = _opt("max_batch_size"),
+    max_tokens: int | None = _opt("max_tokens"),
+    max_body_bytes: int | None = _opt("max_body_bytes"),
+    model_name: str | None = _opt("model_name"),
     api_key: list[str] = Opt([], "--api-key", help="Accepted Bearer key (repeatable; also NEXUS_API_KEYS)."),
-    metrics_auth: bool | None = Opt(
-        None, "--metrics-auth/--no-metrics-auth", help="Require a key on /metrics."
-    ),
-    drain_timeout: float | None = Opt(
-        None, help="Seconds in-flight requests get after SIGTERM (default: 30)."
-    ),
-    dtype: str | None = Opt(
-        None,
-        help="auto | float32 | bfloat16 | float16 (default: auto = bfloat16 on CPUs with AVX512-BF16 or "
-        "AMX, else float32; the checkpoint's dtype on a GPU).",
-    ),
-    threads: int | None = Opt(None, help="torch CPU threads (default: every usable core)."),
-    engine: str | None = Opt(
-        None, help="auto | builtin | vllm (default: auto = vLLM if installed and a CUDA GPU is visible)."
-    ),
+    metrics_auth: bool | None = _opt("metrics_auth", "--metrics-auth/--no-metrics-auth"),
+    drain_timeout_s: float | None = _opt("drain_timeout_s", "--drain-timeout"),
+    dtype: str | None = _opt("dtype"),
+    threads: int | None = _opt("threads"),
+    engine: str | None = _opt("engine"),
     lora: list[str] = Opt(
         [],
         "--lora",
         help="NAME=DIR: serve a peft LoRA adapter beside the model, chosen by `model: NAME` (repeatable).",
     ),
-    max_prefill_tokens: int | None = Opt(
-        None, help="Prompt tokens run per engine step; longer prompts are prefilled in chunks (default: 256)."
-    ),
-    prefix_cache_mb: int | None = Opt(
-        None, help="MiB kept for cached prompt prefixes; 0 turns prefix caching off (default: 256)."
-    ),
-    kv_cache_mb: int | None = Opt(None, help="KV cache budget in MiB (default: a quarter of the memory)."),
-    playground: bool | None = Opt(
-        None, "--playground/--no-playground", help="Serve the chat playground page at / (default: on)."
-    ),
-    quantize: str | None = Opt(
-        None,
-        help="none | int8: int8 adds weight-only int8 weights used when one or two sequences run "
-        "(faster there on a CPU, slightly less exact) (default: none).",
-    ),
+    max_prefill_tokens: int | None = _opt("max_prefill_tokens"),
+    prefix_cache_mb: int | None = _opt("prefix_cache_mb"),
+    kv_cache_mb: int | None = _opt("kv_cache_mb"),
+    playground: bool | None = _opt("playground", "--playground/--no-playground"),
+    quantize: str | None = _opt("quantize"),
+    runner: str | None = _opt("runner"),
     config: Path | None = Opt(
         None, "--config", "-c", help="nexus.yaml whose `serve:` section sets defaults."
     ),
+    overrides: list[str] | None = set_option(),
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (plus the original /generate and a chat page at /)."""
     from nexus_llm.serve.engine.loading import configure_openmp
@@ -86,11 +72,11 @@ def serve(
     settings = _settings(config, {
         "host": host, "port": port, "max_concurrent": max_concurrent, "max_queue": max_queue,
         "max_batch_size": max_batch_size, "max_tokens": max_tokens, "max_body_bytes": max_body_bytes,
-        "model_name": model_name, "metrics_auth": metrics_auth, "drain_timeout_s": drain_timeout,
+        "model_name": model_name, "metrics_auth": metrics_auth, "drain_timeout_s": drain_timeout_s,
         "dtype": dtype, "threads": threads, "engine": engine, "lora": adapters or None,
         "max_prefill_tokens": max_prefill_tokens, "prefix_cache_mb": prefix_cache_mb,
-        "kv_cache_mb": kv_cache_mb, "playground": playground, "quantize": quantize,
-    })  # fmt: skip
+        "kv_cache_mb": kv_cache_mb, "playground": playground, "quantize": quantize, "runner": runner,
+    }, overrides)  # fmt: skip
     keys = keys_from(api_key)
     from nexus_llm.serve.engine.backends import choose_engine
     from nexus_llm.serve.http.server import resolve_served_model, serve_local_model

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-from nexus_llm.cliopts import set_option
+from nexus_llm.cliopts import schema_option, set_option
 from nexus_llm.configbase import with_overrides
 from nexus_llm.console import console, progress, table
 from nexus_llm.errors import UserError
+from nexus_llm.tokenizer.config import TokenizeConfig, TokenizerConfig
 
 CONFIG_OPT = typer.Option(None, "-c", "--config", help="nexus.yaml with tokenizer:/tokenize: sections.")
 
@@ -20,7 +21,7 @@ def train_tokenizer(
     ),
     output: str = typer.Option(..., "-o", "--output", help="Tokenizer directory to write (local or s3://)."),
     config: Path | None = CONFIG_OPT,
-    vocab_size: int | None = typer.Option(None, help="Vocabulary size (overrides tokenizer.vocab_size)."),
+    vocab_size: int | None = schema_option(TokenizerConfig, "vocab_size", "tokenizer"),
     overrides: list[str] | None = set_option(),
 ) -> None:
     """Train a byte-level BPE tokenizer on curated data (loads with AutoTokenizer.from_pretrained)."""
@@ -59,9 +60,7 @@ def tokenize(
     ),
     output: str = typer.Option(..., "-o", "--output", help="Token directory to write (local or s3://)."),
     config: Path | None = CONFIG_OPT,
-    val_fraction: float | None = typer.Option(
-        None, help="Validation fraction (overrides tokenize.val_fraction)."
-    ),
+    val_fraction: float | None = schema_option(TokenizeConfig, "val_fraction", "tokenize"),
     overrides: list[str] | None = set_option(),
 ) -> None:
     """Encode curated documents into packed token shards (EOS after each document) with meta.json."""

@@ -6,25 +6,28 @@ from pathlib import Path
 
 import typer
 
-from nexus_llm.cliopts import set_option
+from nexus_llm.cliopts import schema_option, set_option
 from nexus_llm.console import console, table
+from nexus_llm.train.config import TrainConfig
+
+
+def _opt(field: str, *flags: str):
+    return schema_option(TrainConfig, field, "train", *flags)
 
 
 def train(
     config: Path | None = typer.Option(
         None, "-c", "--config", help="nexus.yaml (train: section and workspace)."
     ),
-    tokens: str | None = typer.Option(None, help="Token directory (overrides train.tokens)."),
-    output_dir: str | None = typer.Option(None, "-o", "--output-dir", help="Model directory to export to."),
-    checkpoint_dir: str | None = typer.Option(
-        None, help="Checkpoint directory, local or s3:// (resumed from)."
-    ),
-    run_dir: str | None = typer.Option(None, help="Directory for metrics.jsonl, TensorBoard and loss.png."),
+    tokens: str | None = _opt("tokens"),
+    output_dir: str | None = _opt("output_dir", "-o", "--output-dir"),
+    checkpoint_dir: str | None = _opt("checkpoint_dir"),
+    run_dir: str | None = _opt("run_dir"),
     workspace: str | None = typer.Option(
         None, help="Workspace whose tokens/, model/, ... to use by default."
     ),
-    max_steps: int | None = typer.Option(None, help="Optimizer steps (overrides train.max_steps)."),
-    preset: str | None = typer.Option(None, help="Model size preset (overrides train.preset)."),
+    max_steps: int | None = _opt("max_steps"),
+    preset: str | None = _opt("preset"),
     overrides: list[str] | None = set_option(),
 ) -> None:
     """Train or fine-tune a model on token shards; resumes from the latest complete checkpoint."""

@@ -59,7 +59,7 @@ class DistributedSettings(StrictModel):
 class TrainConfig(StrictModel):
     """``nexus train`` settings."""
 
-    # where things are (None = the workspace sub-directory of DESIGN.md)
+    # where things are (None = the workspace sub-directory, docs/architecture.md)
     tokens: str | None = Field(None, description="token directory from `nexus data tokenize`")
     tokenizer: str | None = Field(
         None, description="tokenizer to export with the model (default: the tokens' copy)"

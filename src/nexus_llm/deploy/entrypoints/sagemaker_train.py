@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 import yaml
 
 from nexus_llm import storage
-from nexus_llm.config import NexusConfig, parse_config
+from nexus_llm.config import NexusConfig, load_config
 from nexus_llm.configbase import ConfigError
 from nexus_llm.console import console
 
@@ -72,17 +72,6 @@ def parse_value(text: Any) -> Any:
         return text
 
 
-def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = raw
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"hyperparameter {key!r}: {part!r} is not a section")
-        node = child
-    node[leaf] = value
-
-
 def _find_config(name: str) -> Path:
     candidates = [Path(name)] if os.path.isabs(name) else [
         Path(os.environ[var]) / name for var in ("SM_CHANNEL_CONFIG", "SM_CHANNEL_TRAINING") if os.environ.get(var)
@@ -94,19 +83,17 @@ def _find_config(name: str) -> Path:
 
 
 def build_config(hyperparameters: dict[str, str]) -> NexusConfig:
-    """nexus.yaml (when ``config`` is given) with the dotted overrides applied, validated."""
-    raw: dict[str, Any] = {}
-    source = "hyperparameters.json"
+    """nexus.yaml (when ``config`` is given) with the dotted hyperparameters applied, validated
+    (``config.load_config``, the resolver every command uses)."""
+    path = None
     if "config" in hyperparameters:
         path = _find_config(str(parse_value(hyperparameters["config"])))
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        source = f"{path} + hyperparameters.json"
-    for key, value in sorted(hyperparameters.items()):
-        if key != "config" and not key.startswith("sagemaker_"):
-            set_dotted(raw, key, parse_value(value))
-    cfg = parse_config(raw, source)
-    cfg.storage.apply()
-    return cfg
+    values = {
+        key: parse_value(value)
+        for key, value in sorted(hyperparameters.items())
+        if key != "config" and not key.startswith("sagemaker_")
+    }
+    return load_config(path, values=values, values_origin="hyperparameters.json")
 
 
 def prepare_tokens(cfg: NexusConfig, channel: str, work_dir: str) -> tuple[str, str]:
