@@ -57,6 +57,11 @@ class Layout:
         return self.path("tokens")
 
     @property
+    def tokens_tokenizer(self) -> str:
+        """The copy of the tokenizer saved with the token shards (what training exports with the model)."""
+        return self.path("tokens", "tokenizer")
+
+    @property
     def checkpoints(self) -> str:
         return self.path("checkpoints")
 
@@ -79,6 +84,21 @@ class Layout:
     def state(self, stage: str) -> str:
         """Where ``nexus run`` records a stage's key (``.nexus/stages/<stage>.json``)."""
         return self.path(".nexus", "stages", f"{stage}.json")
+
+
+def beside_model(model_uri: str, name: str, marker: str) -> str | None:
+    """``<workspace>/<name>`` when ``model_uri`` is a workspace's ``model/`` directory and the workspace
+    has ``<name>/<marker>`` (e.g. ``tokens`` + ``meta.json``), else None."""
+    import os
+    import posixpath
+
+    model_uri = str(model_uri).rstrip("/")
+    if storage.is_remote(model_uri):
+        root = posixpath.dirname(model_uri)
+    else:
+        root = os.path.dirname(os.path.abspath(model_uri))  # keep symlinks
+    candidate = Layout(root).path(name)
+    return candidate if storage.exists(storage.join(candidate, marker)) else None
 
 
 def digest(obj: Any) -> str:

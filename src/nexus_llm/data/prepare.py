@@ -337,7 +337,7 @@ def _manifest(
         )
     seconds = time.perf_counter() - started
     return {
-        "stage": "data.prepare",
+        "stage": "data",
         "digest": plan.digest,
         "engine": engine,
         "records_in": records_in,

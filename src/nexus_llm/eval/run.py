@@ -7,8 +7,6 @@ generations. Outputs: ``results.json`` and ``report.html``, then ``manifest.json
 from __future__ import annotations
 
 import datetime as dt
-import os
-import posixpath
 import time
 from typing import Any
 
@@ -17,16 +15,7 @@ from nexus_llm.console import console, progress
 from nexus_llm.eval.config import EvalConfig
 from nexus_llm.eval.errors import EvalError
 from nexus_llm.eval.results import REPORT, RESULTS
-
-
-def beside_model(model_uri: str, name: str, marker: str) -> str | None:
-    """``<workspace>/<name>`` when the model sits in a workspace (``<workspace>/model``) that has it."""
-    model_uri = str(model_uri).rstrip("/")
-    if storage.is_remote(model_uri):
-        candidate = posixpath.join(posixpath.dirname(model_uri), name)
-    else:
-        candidate = os.path.join(os.path.dirname(os.path.abspath(model_uri)), name)  # keep symlinks
-    return candidate if storage.exists(storage.join(candidate, marker)) else None
+from nexus_llm.workspace import beside_model
 
 
 def context_token(tokenizer, first_token: str) -> tuple[str, int]:

@@ -159,13 +159,16 @@ class TrainConfig(StrictModel):
 
     def paths(self, workspace: str) -> TrainPaths:
         """Concrete locations, filling unset ones from the workspace layout."""
-        tokens = self.tokens or storage.join(workspace, "tokens")
+        from nexus_llm.workspace import Layout
+
+        layout = Layout(workspace)
+        tokens = self.tokens or layout.tokens
         return TrainPaths(
             tokens=tokens,
-            tokenizer=self.tokenizer or storage.join(tokens, "tokenizer"),
-            output_dir=self.output_dir or storage.join(workspace, "model"),
-            checkpoint_dir=self.checkpoint_dir or storage.join(workspace, "checkpoints"),
-            run_dir=self.run_dir or storage.join(workspace, "runs"),
+            tokenizer=self.tokenizer or storage.join(tokens, "tokenizer"),  # the tokens' copy
+            output_dir=self.output_dir or layout.model,
+            checkpoint_dir=self.checkpoint_dir or layout.checkpoints,
+            run_dir=self.run_dir or layout.runs,
         )
 
     def deepspeed_file_config(self) -> dict[str, Any] | None:

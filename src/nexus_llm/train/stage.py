@@ -43,7 +43,7 @@ def _run(cfg, layout: Layout) -> dict[str, Any]:
 
     update = {
         "tokens": layout.tokens,
-        "tokenizer": storage.join(layout.tokens, "tokenizer"),
+        "tokenizer": layout.tokens_tokenizer,
         "output_dir": layout.model,
         "checkpoint_dir": layout.checkpoints,
         "run_dir": layout.runs,
