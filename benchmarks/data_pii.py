@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from nexus_llm.data import pii, planted  # noqa: E402
+from nexus_llm.data import pii  # noqa: E402
+from support import planted  # noqa: E402
 from support.corpora import example_texts, runbooks, stdlib_docstrings  # noqa: E402
 
 

@@ -8,9 +8,10 @@ from collections import Counter
 
 import pytest
 
-from nexus_llm.data import pii, planted
+from nexus_llm.data import pii
 from nexus_llm.data.config import DataConfig
 from nexus_llm.data.prepare import run_prepare
+from support import planted
 from support.corpora import example_texts, runbooks, stdlib_docstrings
 from support.curated import read
 

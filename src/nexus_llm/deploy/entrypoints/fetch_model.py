@@ -11,33 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tarfile
-import tempfile
 
-from nexus_llm import storage
 from nexus_llm.console import console
-
-
-def fetch_model(uri: str, dest: str) -> str:
-    """Copy a model directory or extract a ``.tar.gz`` into ``dest``; returns ``dest``."""
-    os.makedirs(dest, exist_ok=True)
-    fs, path = storage.get_fs(uri)
-    if uri.endswith((".tar.gz", ".tgz")):
-        with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, "model.tar.gz")
-            fs.get_file(path, local)
-            with tarfile.open(local, "r:gz") as tar:
-                tar.extractall(dest, filter="data")  # "data" refuses absolute paths and links out of dest
-        return dest
-    if not fs.isdir(path):
-        raise FileNotFoundError(f"model {uri} is neither a directory nor a .tar.gz")
-    if storage.is_remote(uri):
-        storage.download_dir(uri, dest)
-    else:  # a mounted or baked-in directory; download_dir would hand back the source itself
-        shutil.copytree(path, dest, dirs_exist_ok=True)
-    return dest
+from nexus_llm.models.loading import fetch_model  # the one copy: train, eval and serve use it too
 
 
 def main(argv: list[str] | None = None) -> None:
