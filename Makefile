@@ -56,7 +56,7 @@ LINTED := src tests benchmarks scripts
 test: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
-	$(BIN)/pytest -q -ra tests
+	$(BIN)/pytest -q -ra --durations=15 tests
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)

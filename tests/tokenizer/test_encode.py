@@ -129,7 +129,7 @@ def test_output_of_another_stage_is_never_cleared(corpus, tmp_path):
     root, _, texts = corpus
     data = write_curated(tmp_path / "curated", texts[:20], parts=2)
     (data / "manifest.json").write_text('{"stage": "data"}')
-    with pytest.raises(ValueError, match=r"holds the output of `data\.prepare`"):
+    with pytest.raises(ValueError, match=r"holds the output of `data`, not tokens"):
         run_tokenize(TokenizeConfig(), str(data), str(root / "tok"), str(data))
     assert len(list(data.glob("part-*.parquet"))) == 2 and (data / "manifest.json").exists()
 
