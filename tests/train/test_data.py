@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from nexus_llm.tokenizer import shards
-from nexus_llm.train.data import DataPosition, EpochOrder, PackedTokens, slots, validation_indices
+from nexus_llm.train.data import (
+    DataPosition,
+    EpochOrder,
+    PackedTokens,
+    TrainingData,
+    slots,
+    validation_indices,
+)
 
 
 def _write_tokens(root, parts: list[np.ndarray]) -> str:
@@ -42,6 +49,16 @@ def test_windows_cover_the_stream_across_shard_boundaries(tmp_path):
     targets = np.concatenate(list(batch.targets))
     assert targets.tolist() == stream[1 : 1 + len(targets)].tolist()
     assert data.target_count(np.arange(3)) == 24
+
+
+def test_a_split_shorter_than_one_sequence_is_an_empty_dataset_not_a_crash(tmp_path):
+    """A validation split with fewer tokens than seq_len (long sequences, little held-out text) has no
+    windows; training then logs no validation loss instead of failing at start."""
+    tokens = _write_tokens(tmp_path, [np.arange(3, 103)])
+    val = TrainingData(PackedTokens(tokens, "val", seq_len=8), None)
+    assert len(val) == 0 and val.seq_len == 8
+    short = TrainingData(PackedTokens(tokens, "train", seq_len=200), None)
+    assert len(short) == 0 and short.seq_len == 200
 
 
 def test_epoch_order_sees_every_sequence_once_per_epoch_with_a_short_last_step():

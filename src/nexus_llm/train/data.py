@@ -160,7 +160,8 @@ class TrainingData:
         self.n_text = len(text) if text is not None else 0
         self.n_chat = len(chat) if chat is not None else 0
         self.chat_repeat = chat_repeat if self.n_chat else 0
-        self.seq_len = (text or chat).seq_len  # type: ignore[union-attr]
+        # an empty split (fewer tokens than one sequence) is falsy: test for None, not truth
+        self.seq_len = (text if text is not None else chat).seq_len  # type: ignore[union-attr]
 
     def __len__(self) -> int:
         return self.n_text + self.n_chat * self.chat_repeat
