@@ -12,7 +12,7 @@ runs on the same file, one after the other on the same machine:
   5. datatrove's equivalent pipeline (``benchmarks/data_datatrove.py``: language, Gopher, C4, PII,
      MinHash; 2 workers) on the same records, as 16 shards without the malformed lines (datatrove stops
      reading a file at its first invalid UTF-8 line and passes non-string text on), when datatrove is
-     installed (``pip install datatrove orjson``: a benchmark-only peer, not a dependency).
+     installed (``pip install datatrove orjson spacy``: a benchmark-only peer, not a dependency).
 
 Each is timed as a user runs it (a fresh process, JVM start-up included) and scored against the
 planted answers. Results are printed as a table and written to ``.bench/data_prepare.json``.
@@ -160,7 +160,7 @@ def main() -> None:
         "datatrove (language, Gopher, C4, PII, MinHash; 2 workers)": ("datatrove", datatrove),
     }  # fmt: skip
     if importlib.util.find_spec("datatrove") is None and "datatrove" not in args.skip:
-        print("datatrove is not installed (pip install datatrove orjson): its run is skipped")
+        print("datatrove is not installed (pip install datatrove orjson spacy): its run is skipped")
         args.skip.append("datatrove")
     results = []
     for label, (key, cmd) in runs.items():
