@@ -42,8 +42,6 @@ def schema_help(model: type[BaseModel], field: str, section: str) -> str:
     return f"{text}; {section}.{field} in nexus.yaml."
 
 
-def schema_option(model: type[BaseModel], field: str, section: str, *flags: str, **kwargs: Any) -> Any:
+def schema_option(model: type[BaseModel], field: str, section: str, *flags: str) -> Any:
     """A ``typer.Option`` for ``section.field`` (value ``None`` when not given; see the module doc)."""
-    kwargs.setdefault("show_default", False)
-    default = kwargs.pop("default", None)
-    return typer.Option(default, *flags, help=schema_help(model, field, section), **kwargs)
+    return typer.Option(None, *flags, help=schema_help(model, field, section))

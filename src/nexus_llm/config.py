@@ -172,12 +172,10 @@ def load_config(
         raw = apply_overrides(raw, overrides)
         for key, value in (values or {}).items():
             set_dotted(raw, key, value, f"{values_origin} {key!r}")
-        source += "".join(
-            [
-                " with --set " + " ".join(overrides) if overrides else "",
-                f" + {values_origin}" if values else "",
-            ]
-        )
+        if overrides:
+            source += " with --set " + " ".join(overrides)
+        if values:
+            source += f" + {values_origin}"
     cfg = parse_config(raw, source)
     cfg.storage.apply()
     return cfg

@@ -39,7 +39,7 @@ EXTRAS = {
 }  # fmt: skip
 
 
-def exit_for(err: BaseException) -> tuple[str, str, int] | None:
+def exit_for(err: Exception) -> tuple[str, str, int] | None:
     """``(label, message, exit status)`` for an error the user should see as a message, or None for a
     bug, which keeps its traceback."""
     if isinstance(err, ModuleNotFoundError):
@@ -59,9 +59,8 @@ def exit_for(err: BaseException) -> tuple[str, str, int] | None:
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:  # a full disk, said plainly
         message = err.strerror if err.strerror and not err.filename else str(err)
         return "disk full", message, USER_ERROR_EXIT_CODE
-    if isinstance(err, Exception):
-        from nexus_llm.storage import unreachable
+    from nexus_llm.storage import unreachable
 
-        if (message := unreachable(err)) is not None:
-            return "storage error", message, STORAGE_UNREACHABLE_EXIT_CODE
+    if (message := unreachable(err)) is not None:
+        return "storage error", message, STORAGE_UNREACHABLE_EXIT_CODE
     return None

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -89,9 +91,6 @@ class Layout:
 def beside_model(model_uri: str, name: str, marker: str) -> str | None:
     """``<workspace>/<name>`` when ``model_uri`` is a workspace's ``model/`` directory and the workspace
     has ``<name>/<marker>`` (e.g. ``tokens`` + ``meta.json``), else None."""
-    import os
-    import posixpath
-
     model_uri = str(model_uri).rstrip("/")
     if storage.is_remote(model_uri):
         root = posixpath.dirname(model_uri)

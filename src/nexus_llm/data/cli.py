@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nexus_llm.cliopts import schema_help, schema_option, set_option
+from nexus_llm.cliopts import schema_option, set_option
 from nexus_llm.configbase import with_overrides
 from nexus_llm.console import console
 from nexus_llm.data.config import DataConfig, SparkConfig
@@ -22,9 +22,7 @@ def prepare(
         None, "-c", "--config", help="nexus.yaml; its data: section sets filters and dedup."
     ),
     workers: int | None = schema_option(DataConfig, "workers", "data", "--workers"),
-    spark_master: str | None = typer.Option(
-        None, "--spark-master", help=schema_help(SparkConfig, "master", "data.spark")
-    ),
+    spark_master: str | None = schema_option(SparkConfig, "master", "data.spark", "--spark-master"),
     overrides: list[str] | None = set_option(),
 ) -> None:
     """Clean, filter and deduplicate raw text into curated Parquet shards.
