@@ -112,6 +112,14 @@ def _precision(settings) -> str:
     return "auto: bfloat16 on a CPU with native bf16" if cpu_has_bf16() else "auto: float32 (no native bf16)"
 
 
+_QUANTIZE_LABELS = {
+    "auto": "auto: int4 for few-token steps where the weights are 4-bit already (lossless), else none",
+    "none": "none",
+    "int4": "int4 for steps of up to 8 tokens",
+    "int8": "int8 for steps of up to 2 tokens",
+}
+
+
 def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> None:
     from nexus_llm.serve.engine.backends import ENGINE_LABELS
     from nexus_llm.serve.engine.loading import default_threads
@@ -120,6 +128,7 @@ def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> 
         ("model", f"{name} ({local})"),
         ("engine", f"{kind}: {ENGINE_LABELS[kind]}"),
         ("precision, threads", f"{_precision(settings)}, {settings.threads or default_threads()} threads"),
+        ("low-bit weights", _QUANTIZE_LABELS[settings.quantize]),
         ("listening", f"http://{settings.host}:{settings.port}"),
         ("API keys", f"{len(keys)} configured" if keys else "none (open)"),
         ("concurrency", f"{settings.max_concurrent} in flight + {settings.max_queue} queued, then 429"),

@@ -85,10 +85,11 @@ class ServeConfig(StrictModel):
         None, ge=1, description="torch CPU threads (default: every usable core; OpenMP spins briefly)"
     )
     playground: bool = Field(True, description="serve the chat playground page at /")
-    quantize: Literal["none", "int8"] = Field(
-        "none",
-        description="int8 = also keep weight-only int8 weights and use them for steps of one or two "
-        "sequences (faster there on a CPU, slightly less exact; fast runner only)",
+    quantize: Literal["auto", "none", "int4", "int8"] = Field(
+        "auto",
+        description="low-bit weight copies for steps of few tokens (fast runner, CPU): auto = int4 where "
+        "the weights are 4-bit already (an imported Q4 GGUF: loses nothing), else none; int4 / int8 = "
+        "always (faster for one or a few streams, slightly less exact); none = the dtype's weights only",
     )
     emf: bool = Field(True, description="one CloudWatch Embedded Metric Format JSON line per request")
     access_log: bool = Field(False, description="uvicorn's access log (EMF lines already cover requests)")

@@ -228,7 +228,12 @@ class BatchingEngine(EngineCore):
             log.exception("model failed to load")
             return
         self._ready.set()
-        log.info("engine ready: %s (context %d tokens)", self.model_name, lm.context_length)
+        log.info(
+            "engine ready: %s (context %d tokens; weights: %s)",
+            self.model_name,
+            lm.context_length,
+            lm.weights,
+        )
         with torch.inference_mode():
             while not (self._stopping and not self._rows and not self._incoming):
                 try:

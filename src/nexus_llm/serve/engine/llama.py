@@ -76,6 +76,14 @@ def unsupported_reason(model: Any) -> str | None:
         return "attention scaling is not 1/sqrt(head_dim)"
     if getattr(model.lm_head, "bias", None) is not None:
         return "the output layer has a bias"
+    try:  # _rope relies on transformers' rotate_half layout: each table's two halves are equal
+        probe = torch.zeros(1, device=model.device)
+        _, sin = inner.rotary_emb(probe, torch.arange(64, device=model.device)[None])
+        half = sin.shape[-1] // 2
+        if not torch.equal(sin[..., :half], sin[..., half:]):
+            return "its rotary tables are not in transformers' rotate_half layout"
+    except (RuntimeError, TypeError, ValueError) as exc:
+        return f"its rotary embedding could not be computed ({exc})"
     return None
 
 
@@ -89,21 +97,81 @@ def _can_pack(weight: torch.Tensor) -> bool:
     )
 
 
-INT8_MAX_ROWS = 2
-"""With ``quantize="int8"``, steps of at most this many tokens use the int8 weights (see :class:`Linear`)."""
+QUANT_MAX_ROWS = {"int8": 2, "int4": 8}
+"""Steps of at most this many tokens use the low-bit copy (see :class:`Linear`); larger ones keep bf16."""
+
+INT4_GROUP = 32
+"""Input columns per int4 scale and zero: the block size of llama.cpp's Q4_0/Q4_1 (so those import exactly)."""
+
+
+def int4_groups(weight: torch.Tensor, group: int = INT4_GROUP):
+    """Asymmetric 4-bit codes for ``weight`` [out, in] by groups of ``group`` input columns.
+
+    Returns ``(codes, scale, low, exact)``: codes 0..15 [out, in], per-group scale and minimum
+    [out, in // group], and whether the codes reproduce ``weight`` to its own rounding (the weights
+    *are* 4-bit already, as after importing a Q4_0/Q4_1 GGUF: serving them as int4 loses nothing).
+    A group's maximum error counts as rounding when it is under a tenth of a code step, or under the
+    dtype's half-ulp of the group's largest weight (bf16 rounding of ``code * scale + low``).
+    """
+    n, k = weight.shape
+    w = weight.float().view(n, k // group, group)
+    low, high = w.amin(-1), w.amax(-1)
+    scale = (high - low) / 15
+    codes = ((w - low[..., None]) / scale.clamp(min=1e-12)[..., None]).round().clamp(0, 15)
+    err = (codes * scale[..., None] + low[..., None] - w).abs().amax(-1)
+    ulp = torch.finfo(weight.dtype).eps if weight.dtype.is_floating_point else 0.0
+    tolerance = torch.maximum(0.1 * scale, ulp * w.abs().amax(-1))
+    exact = bool((err <= tolerance).all())
+    return codes.view(n, k).to(torch.int32), scale, low, exact
+
+
+def _int4_pack(weight: torch.Tensor, only_exact: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``weight`` packed for ``torch.ops.aten._weight_int4pack_mm_for_cpu`` (None where not possible,
+    or with ``only_exact`` where the weights are not 4-bit already)."""
+    n, k = weight.shape
+    op = getattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu", None)
+    if op is None or weight.device.type != "cpu" or k % INT4_GROUP or n % 2:
+        return None
+    codes, scale, low, exact = int4_groups(weight)
+    if only_exact and not exact:
+        return None
+    # the kernel computes (code - 8) * scale + zero
+    zeros = low + 8 * scale
+    scales_zeros = torch.stack([scale, zeros], -1).transpose(0, 1).contiguous().to(weight.dtype)
+    try:
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+        probe = torch.randn(3, k, dtype=weight.dtype)
+        got = op(probe, packed, INT4_GROUP, scales_zeros).float()
+    except RuntimeError:  # an ATen build without the CPU int4 kernels
+        return None
+    dequantized = (codes.view(n, k // INT4_GROUP, INT4_GROUP) * scale[..., None] + low[..., None]).view(n, k)
+    want = F.linear(probe.float(), dequantized)
+    if not torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item()):
+        return None
+    return packed, scales_zeros
 
 
 class Linear:
     """``y = x @ W.T + b`` with ``W`` prepacked for oneDNN where that works (see the module docstring).
 
-    ``int8=True`` also keeps a weight-only int8 copy (per output channel, symmetric) and uses it for
-    inputs of at most ``INT8_MAX_ROWS`` rows through ``torch._weight_int8pack_mm``: reading half the
-    bytes makes a one-sequence decode step faster on a memory-bound CPU, while that kernel is slower than
-    the bf16 one from four rows on (``benchmarks/serve.py --kernels``), so batches keep bf16.
+    A low-bit copy of ``W`` serves steps of few tokens (``QUANT_MAX_ROWS``), where a step only streams
+    the weights through one or two cores and reading fewer bytes is what makes it faster; its kernels are
+    slower than oneDNN's bf16 one on larger batches (``benchmarks/serve.py --kernels``), so those keep bf16.
+    ``quantize``:
+
+    - ``"auto"``: int4 where the weights are 4-bit already (:func:`int4_groups`), which loses nothing;
+    - ``"int4"``: int4 always (asymmetric, groups of 32 input columns), through
+      ``torch.ops.aten._weight_int4pack_mm_for_cpu``;
+    - ``"int8"``: weight-only int8 (per output channel, symmetric), through ``torch._weight_int8pack_mm``;
+    - ``"none"``: bf16 (or the model's dtype) only.
     """
 
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor | None = None, pack: bool = True, int8: bool = False
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        pack: bool = True,
+        quantize: str = "none",
     ) -> None:
         self.out_features, self.in_features = weight.shape
         self.bias = bias.contiguous() if bias is not None else None
@@ -121,17 +189,25 @@ class Linear:
             except (RuntimeError, AttributeError):  # an ATen build without the oneDNN ops
                 self.packed = None
         self.q8: tuple[torch.Tensor, torch.Tensor] | None = None
-        if int8 and weight.device.type == "cpu":
+        self.q4: tuple[torch.Tensor, torch.Tensor] | None = None
+        if quantize == "int8" and weight.device.type == "cpu":
             w = weight.float()
             scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
             q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
             self.q8 = (q, scale.to(weight.dtype))
+        elif quantize in ("int4", "auto"):
+            self.q4 = _int4_pack(self.weight, only_exact=quantize == "auto")
+        self.low_bits = "int8" if self.q8 is not None else "int4" if self.q4 is not None else None
+        self.max_rows = QUANT_MAX_ROWS.get(self.low_bits or "", 0)
         if self.packed is not None:
             self.weight = None  # the packed copy is the only one kept
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.q8 is not None and x.shape[0] <= INT8_MAX_ROWS:
-            y = torch._weight_int8pack_mm(x, *self.q8)
+        if x.shape[0] <= self.max_rows:
+            if self.q4 is not None:
+                y = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.q4[0], INT4_GROUP, self.q4[1])
+            else:
+                y = torch._weight_int8pack_mm(x, *self.q8)
             return y if self.bias is None else y + self.bias
         if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
@@ -146,6 +222,22 @@ class _Layer:
     o: Linear
     gate_up: Linear
     down: Linear
+
+
+def _weights_note(lm_head: Linear, layers: list[_Layer], dtype: torch.dtype) -> str:
+    """What the runner computes with, for the log: e.g. "int4 for steps of up to 8 tokens (210 of 211
+    weight matrices), bfloat16 otherwise"."""
+    linears = [lm_head] + [lin for layer in layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)]
+    base = str(dtype).removeprefix("torch.")
+    kinds = {lin.low_bits for lin in linears} - {None}
+    if not kinds:
+        return base
+    kind = kinds.pop()
+    rows = QUANT_MAX_ROWS[kind]
+    low = sum(1 for lin in linears if lin.low_bits)
+    return (
+        f"{kind} for steps of up to {rows} tokens ({low} of {len(linears)} weight matrices), {base} otherwise"
+    )
 
 
 def _bias(module) -> torch.Tensor | None:
@@ -358,7 +450,6 @@ class LlamaRunner:
         quantize: str = "none",
     ) -> None:
         reason = unsupported_reason(model)
-        int8 = quantize == "int8"
         if reason:
             raise ValueError(f"LlamaRunner cannot run this model: {reason}")
         cfg = model.config
@@ -374,7 +465,11 @@ class LlamaRunner:
         self.eps = inner.norm.variance_epsilon
         self.embed = inner.embed_tokens.weight.detach()
         self.norm = inner.norm.weight.detach()
-        self.lm_head = Linear(model.lm_head.weight.detach(), int8=int8)
+        # the output layer is the most sensitive to rounding (llama.cpp keeps it at 6 bits or more): int4
+        # only where it is 4-bit already
+        self.lm_head = Linear(
+            model.lm_head.weight.detach(), quantize="auto" if quantize == "int4" else quantize
+        )
         self.layers = []
         for layer in inner.layers:
             a, mlp = layer.self_attn, layer.mlp
@@ -391,22 +486,26 @@ class LlamaRunner:
                     qkv=Linear(
                         torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(),
                         qkv_bias,
-                        int8=int8,
+                        quantize=quantize,
                     ),
-                    o=Linear(a.o_proj.weight.detach(), _bias(a.o_proj), int8=int8),
+                    o=Linear(a.o_proj.weight.detach(), _bias(a.o_proj), quantize=quantize),
                     gate_up=Linear(
                         torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(),
                         gate_up_bias,
-                        int8=int8,
+                        quantize=quantize,
                     ),
-                    down=Linear(mlp.down_proj.weight.detach(), _bias(mlp.down_proj), int8=int8),
+                    down=Linear(mlp.down_proj.weight.detach(), _bias(mlp.down_proj), quantize=quantize),
                 )
             )
         self.intermediate = self.layers[0].gate_up.out_features // 2
+        self.quantize = quantize
+        self.weights_note = _weights_note(self.lm_head, self.layers, self.dtype)
         self.packed = self.lm_head.packed is not None
         positions = torch.arange(context_length, device=self.device)[None]
         cos, sin = inner.rotary_emb(torch.zeros(1, dtype=self.dtype, device=self.device), positions)
-        self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
+        self.cos, sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
+        half = self.head_dim // 2
+        self.sin_signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
         self.context_length = context_length
         self.cache = SlotCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype, self.device,
                                kv_budget_bytes)  # fmt: skip
@@ -485,9 +584,14 @@ class LlamaRunner:
             slots.extend([s] * len(w.tokens))
         ids_t = torch.tensor(ids, dtype=torch.long, device=dev)
         pos_t = torch.tensor(pos, dtype=torch.long, device=dev)
-        slot_t = torch.tensor(slots, dtype=torch.long, device=dev)
-        cos, sin = self.cos[pos_t][:, None], self.sin[pos_t][:, None]
+        cos, sin = self.cos.index_select(0, pos_t)[:, None], self.sin_signed.index_select(0, pos_t)[:, None]
         dec = self._decode_plan(items[:n_dec], dev)
+        views = self._cache_views()
+        # where each token's K/V rows go in a layer's flat [slots * kv_heads * capacity, head_dim] view
+        cap, kvh = self.cache.capacity, self.kv_heads
+        kv_rows = torch.tensor(
+            [(s * kvh + h) * cap + p for s, p in zip(slots, pos, strict=True) for h in range(kvh)], device=dev
+        )
         segments = []
         offset = n_dec
         for w in items[n_dec:]:
@@ -496,7 +600,7 @@ class LlamaRunner:
         lora = self._lora_plan(items)
         x = F.embedding(ids_t, self.embed)
         for index, layer in enumerate(self.layers):
-            x = self._layer(index, layer, x, cos, sin, slot_t, pos_t, dec, segments, lora)
+            x = self._layer(index, layer, x, cos, sin, views[index], kv_rows, dec, segments, lora)
         # logits only where the engine wants them
         rows: list[int] = []
         spans: list[tuple[int, int] | None] = []
@@ -512,23 +616,39 @@ class LlamaRunner:
             offset += n
         results: list[torch.Tensor | None] = [None] * len(work)
         if rows:
-            h = x.index_select(0, torch.tensor(rows, dtype=torch.long, device=dev))
+            h = (
+                x
+                if len(rows) == x.shape[0]
+                else x.index_select(0, torch.tensor(rows, dtype=torch.long, device=dev))
+            )
             logits = self.lm_head(F.rms_norm(h, (h.shape[-1],), self.norm, self.eps)).float()
             for i, span in zip(order, spans, strict=True):
                 if span is not None:
                     results[i] = logits[span[0] : span[0] + span[1]]
         return results
 
+    def _cache_views(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, its keys and values ``[slots, kv_heads, capacity, head_dim]`` (views of the cache,
+        rebuilt only when the cache was reallocated: a select per layer and step is measurable)."""
+        data = self.cache.data
+        if getattr(self, "_views_of", None) is not data:
+            self._views = [(data[i, 0], data[i, 1]) for i in range(len(self.layers))]
+            self._views_of = data
+        return self._views
+
     def _decode_plan(self, items: list[Work], dev):
         if not items:
             return None
         slots = [self._slot[w.key] for w in items]
-        lengths = torch.tensor([w.start + 1 for w in items], device=dev)
-        width = int(lengths.max())
+        lengths = [w.start + 1 for w in items]
+        width = max(lengths)
         contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
         index = None if contiguous else torch.tensor(slots, dtype=torch.long, device=dev)
-        visible = torch.arange(width, device=dev)[None] < lengths[:, None]  # [rows, width]
-        return slots[0], len(slots), index, width, visible[:, None, None, :]
+        visible = None  # every row sees all ``width`` columns: no mask (the kernel is faster without)
+        if min(lengths) != width:
+            rows = torch.tensor(lengths, device=dev)
+            visible = (torch.arange(width, device=dev)[None] < rows[:, None])[:, None, None, :]
+        return slots[0], len(slots), index, width, visible
 
     def _lora_plan(self, items: list[Work]):
         """Per adapter in this step: the flat-batch rows of its sequences."""
@@ -554,7 +674,7 @@ class LlamaRunner:
             delta = F.linear(F.linear(x.index_select(0, rows), a), b) * scale
             out[:, start : start + delta.shape[1]].index_add_(0, rows, delta)
 
-    def _layer(self, index, layer: _Layer, x, cos, sin, slot_t, pos_t, dec, segments, lora):
+    def _layer(self, index, layer: _Layer, x, cos, sin, kv, kv_rows, dec, segments, lora):
         n = x.shape[0]
         hd, heads, kvh = self.head_dim, self.heads, self.kv_heads
         h = F.rms_norm(x, (x.shape[-1],), layer.norm1, self.eps)
@@ -566,10 +686,12 @@ class LlamaRunner:
         qk = _rope(qkv[:, : (heads + kvh) * hd].view(n, heads + kvh, hd), cos, sin)  # q and k in one go
         q, k = qk[:, :heads], qk[:, heads:]
         v = qkv[:, (heads + kvh) * hd :].view(n, kvh, hd)
-        keys, values = self.cache.data[index, 0], self.cache.data[index, 1]  # [slots, kvh, cap, hd]
-        keys[slot_t, :, pos_t] = k
-        values[slot_t, :, pos_t] = v
-        out = torch.empty((n, heads * hd), dtype=x.dtype, device=x.device)
+        keys, values = kv  # [slots, kvh, cap, hd]
+        keys.view(-1, hd).index_copy_(0, kv_rows, k.reshape(-1, hd))
+        values.view(-1, hd).index_copy_(0, kv_rows, v.reshape(-1, hd))
+        out = None
+        if segments:
+            out = torch.empty((n, heads * hd), dtype=x.dtype, device=x.device)
         if dec is not None:
             first, rows, sel, width, visible = dec
             if sel is None:
@@ -579,8 +701,11 @@ class LlamaRunner:
                 vd = values[:, :, :width].index_select(0, sel)
             # the query heads sharing a KV head are that head's "queries": no GQA expansion of K and V
             qd = q[:rows].view(rows, kvh, self.groups, hd)
-            o = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=visible)
-            out[:rows] = o.reshape(rows, heads * hd)
+            o = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=visible).reshape(rows, heads * hd)
+            if out is None:  # a decode-only step: the attention output is the whole output
+                out = o
+            else:
+                out[:rows] = o
         for offset, length, slot, start in segments:
             qs = q[offset : offset + length].transpose(0, 1)[None]  # [1, heads, length, hd]
             end = start + length
@@ -607,7 +732,10 @@ class LlamaRunner:
         return x + down
 
 
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding, transformers' ``rotate_half`` convention (first half, second half)."""
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding, transformers' ``rotate_half`` convention (first half, second half).
+
+    ``x * cos + rotate_half(x) * sin`` in three operators instead of seven: with ``sin``'s halves equal
+    (as transformers' tables are), ``rotate_half(x) * sin`` is ``roll(x, half) * [-sin, sin]``.
+    """
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), sin_signed)

@@ -31,6 +31,8 @@ class LoadedModel:
     dtype: str = ""
     threads: int = 0
     runner_kind: str = ""
+    weights: str = ""
+    """What the linear layers compute in, e.g. "int4 for steps of up to 8 tokens (...), bfloat16 otherwise"."""
 
 
 def check_model_dir(path: str) -> None:
@@ -164,13 +166,14 @@ def load_model(
     prefix_cache_bytes: int = 256 << 20,
     adapters: dict[str, str] | None = None,
     runner: str = "auto",
-    quantize: str = "none",
+    quantize: str = "auto",
 ) -> LoadedModel:
     """Load tokenizer and weights for inference (eval mode, no gradients) and build the model runner.
 
     ``runner`` is ``auto`` (the fast Llama runner when the architecture allows, else the generic one),
     ``llama`` or ``hf``. ``adapters`` maps names to peft LoRA directories (Llama runner only).
-    ``quantize="int8"`` adds weight-only int8 copies for one- and two-sequence steps (Llama runner, CPU).
+    ``quantize`` adds low-bit weight copies for steps of few tokens (Llama runner, CPU; see
+    :class:`nexus_llm.serve.engine.llama.Linear`): ``auto`` only where that loses nothing.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -197,7 +200,7 @@ def load_model(
         raise ValueError(f"the fast runner cannot serve this model: {reason}")
     if adapters and reason:
         raise ValueError(f"LoRA adapters need the fast runner, which cannot serve this model: {reason}")
-    if quantize != "none" and (reason or runner == "hf"):
+    if quantize not in ("none", "auto") and (reason or runner == "hf"):
         raise ValueError(
             f"quantize {quantize!r} needs the fast runner, which cannot serve this model: {reason}"
         )
@@ -217,6 +220,7 @@ def load_model(
             quantize=quantize,
         )
         kind = "llama"
+    weights = getattr(model_runner, "weights_note", None) or str(next(model.parameters()).dtype)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -231,4 +235,5 @@ def load_model(
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
         threads=torch.get_num_threads(),
         runner_kind=kind,
+        weights=weights.removeprefix("torch."),
     )

@@ -176,9 +176,11 @@ def _first_in_nucleus(
             break
         sub = probs if pending.numel() == rows else probs.index_select(0, pending)
         p_cand = sub.gather(-1, candidates[pending, t : t + 1])
-        likelier = sub > p_cand
-        mass_before = torch.where(likelier, sub, 0.0).sum(dim=-1)
-        rank = likelier.sum(dim=-1)
+        # rank: tokens likelier than the candidate; mass_before: their total probability, as
+        # sum(relu(p - p_cand)) + p_cand * rank (cheap passes: a masked sum was 8x slower at 16 rows)
+        above = sub - p_cand
+        rank = (above > 0).sum(dim=-1)
+        mass_before = above.clamp_(min=0).sum(dim=-1) + p_cand.squeeze(-1) * rank
         k = top_k[pending]
         ok = (mass_before < top_p[pending]) & ((k == 0) | (rank < k))
         first[pending[ok]] = t
