@@ -248,3 +248,28 @@ def test_an_adapter_for_another_base_model_is_refused_at_load(tmp_path, tiny_mod
     (bad / "adapter_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="use_dora"):
         load_model(str(tiny_model_dir), "float32", threads=1, adapters={"x": str(bad)})
+
+
+def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_model):
+    import copy
+
+    from nexus_llm.serve.engine.llama import int4_groups
+
+    plain = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
+    assert plain.layers[0].qkv.q4 is None and plain.weights_note == "float32"  # random weights: not 4-bit
+    four_bit = copy.deepcopy(hf_model)
+    with torch.no_grad():
+        for name, p in four_bit.named_parameters():
+            if p.dim() == 2 and "proj" in name:
+                codes, scale, low, exact = int4_groups(p)
+                n, k = p.shape
+                groups = codes.view(n, k // 32, 32).float() * scale[..., None] + low[..., None]
+                p.copy_(groups.view(n, k))
+                assert not exact  # the random weights were not 4-bit before
+    runner = LlamaRunner(four_bit, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
+    assert runner.layers[0].qkv.q4 is not None and runner.weights_note.startswith("int4 for steps of up to 8")
+    with torch.inference_mode():
+        assert runner.add(0, 64)
+        got = runner.forward([Work(0, [5, 9, 11], 0, "last")])[0]
+        want = four_bit(torch.tensor([[5, 9, 11]])).logits[0, -1:].float()
+    assert (got - want).abs().max() < 0.02 * want.abs().max() and got.argmax() == want.argmax()
