@@ -112,12 +112,16 @@ def _precision(settings) -> str:
     return "auto: bfloat16 on a CPU with native bf16" if cpu_has_bf16() else "auto: float32 (no native bf16)"
 
 
-_QUANTIZE_LABELS = {
-    "auto": "auto: int4 for few-token steps where the weights are 4-bit already (lossless), else none",
-    "none": "none",
-    "int4": "int4 for steps of up to 8 tokens",
-    "int8": "int8 for steps of up to 2 tokens",
-}
+def _quantize_label(quantize: str) -> str:
+    from nexus_llm.serve.engine.llama import QUANT_MAX_ROWS
+
+    if quantize == "none":
+        return "none"
+    kind = "int4" if quantize == "auto" else quantize
+    steps = f"{kind} for steps of up to {QUANT_MAX_ROWS[kind]} tokens"
+    if quantize == "auto":
+        return f"auto: {steps} where the weights are 4-bit already (lossless), else none"
+    return steps
 
 
 def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> None:
@@ -128,7 +132,7 @@ def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> 
         ("model", f"{name} ({local})"),
         ("engine", f"{kind}: {ENGINE_LABELS[kind]}"),
         ("precision, threads", f"{_precision(settings)}, {settings.threads or default_threads()} threads"),
-        ("low-bit weights", _QUANTIZE_LABELS[settings.quantize]),
+        ("low-bit weights", _quantize_label(settings.quantize)),
         ("listening", f"http://{settings.host}:{settings.port}"),
         ("API keys", f"{len(keys)} configured" if keys else "none (open)"),
         ("concurrency", f"{settings.max_concurrent} in flight + {settings.max_queue} queued, then 429"),

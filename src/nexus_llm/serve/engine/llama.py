@@ -107,8 +107,9 @@ INT4_GROUP = 32
 def int4_groups(weight: torch.Tensor, group: int = INT4_GROUP):
     """Asymmetric 4-bit codes for ``weight`` [out, in] by groups of ``group`` input columns.
 
-    Returns ``(codes, scale, low, exact)``: codes 0..15 [out, in], per-group scale and minimum
-    [out, in // group], and whether the codes reproduce ``weight`` to its own rounding (the weights
+    Returns ``(codes, scale, low, dequantized, exact)``: codes 0..15 [out, in], per-group scale and
+    minimum [out, in // group], the float32 weights the codes stand for [out, in], and whether they
+    reproduce ``weight`` to its own rounding (the weights
     *are* 4-bit already, as after importing a Q4_0/Q4_1 GGUF: serving them as int4 loses nothing).
     A group's maximum error counts as rounding when it is under a tenth of a code step, or under the
     dtype's half-ulp of the group's largest weight (bf16 rounding of ``code * scale + low``).
@@ -118,11 +119,12 @@ def int4_groups(weight: torch.Tensor, group: int = INT4_GROUP):
     low, high = w.amin(-1), w.amax(-1)
     scale = (high - low) / 15
     codes = ((w - low[..., None]) / scale.clamp(min=1e-12)[..., None]).round().clamp(0, 15)
-    err = (codes * scale[..., None] + low[..., None] - w).abs().amax(-1)
+    dequantized = codes * scale[..., None] + low[..., None]
+    err = (dequantized - w).abs().amax(-1)
     ulp = torch.finfo(weight.dtype).eps if weight.dtype.is_floating_point else 0.0
     tolerance = torch.maximum(0.1 * scale, ulp * w.abs().amax(-1))
     exact = bool((err <= tolerance).all())
-    return codes.view(n, k).to(torch.int32), scale, low, exact
+    return codes.view(n, k).to(torch.int32), scale, low, dequantized.view(n, k), exact
 
 
 def _int4_pack(weight: torch.Tensor, only_exact: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -132,7 +134,7 @@ def _int4_pack(weight: torch.Tensor, only_exact: bool) -> tuple[torch.Tensor, to
     op = getattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu", None)
     if op is None or weight.device.type != "cpu" or k % INT4_GROUP or n % 2:
         return None
-    codes, scale, low, exact = int4_groups(weight)
+    codes, scale, low, dequantized, exact = int4_groups(weight)
     if only_exact and not exact:
         return None
     # the kernel computes (code - 8) * scale + zero
@@ -144,7 +146,6 @@ def _int4_pack(weight: torch.Tensor, only_exact: bool) -> tuple[torch.Tensor, to
         got = op(probe, packed, INT4_GROUP, scales_zeros).float()
     except RuntimeError:  # an ATen build without the CPU int4 kernels
         return None
-    dequantized = (codes.view(n, k // INT4_GROUP, INT4_GROUP) * scale[..., None] + low[..., None]).view(n, k)
     want = F.linear(probe.float(), dequantized)
     if not torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item()):
         return None
@@ -498,7 +499,6 @@ class LlamaRunner:
                 )
             )
         self.intermediate = self.layers[0].gate_up.out_features // 2
-        self.quantize = quantize
         self.weights_note = _weights_note(self.lm_head, self.layers, self.dtype)
         self.packed = self.lm_head.packed is not None
         positions = torch.arange(context_length, device=self.device)[None]
