@@ -113,12 +113,10 @@ def _precision(settings) -> str:
 
 
 def _quantize_label(quantize: str) -> str:
-    from nexus_llm.serve.engine.llama import QUANT_MAX_ROWS
-
     if quantize == "none":
         return "none"
     kind = "int4" if quantize == "auto" else quantize
-    steps = f"{kind} for steps of up to {QUANT_MAX_ROWS[kind]} tokens"
+    steps = f"{kind} for steps of few tokens (how many is measured at load)"
     if quantize == "auto":
         return f"auto: {steps} where the weights are 4-bit already (lossless), else none"
     return steps

@@ -98,7 +98,10 @@ def _can_pack(weight: torch.Tensor) -> bool:
 
 
 QUANT_MAX_ROWS = {"int8": 2, "int4": 8}
-"""Steps of at most this many tokens use the low-bit copy (see :class:`Linear`); larger ones keep bf16."""
+"""Steps of at most this many tokens use the low-bit copy (see :class:`Linear`) unless
+:func:`measure_low_bit_rows` measured the crossover on this CPU at load (the runner does, on CPU)."""
+
+CALIBRATION_ROWS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 
 INT4_GROUP = 32
 """Input columns per int4 scale and zero: the block size of llama.cpp's Q4_0/Q4_1 (so those import exactly)."""
@@ -137,12 +140,14 @@ def _int4_pack(weight: torch.Tensor, only_exact: bool) -> tuple[torch.Tensor, to
     codes, scale, low, dequantized, exact = int4_groups(weight)
     if only_exact and not exact:
         return None
-    # the kernel computes (code - 8) * scale + zero
+    # the kernel computes (code - 8) * scale + zero; its vectorised path is bf16 (float32 activations take
+    # a scalar one, 40x slower: 1.1 ms vs 29 us for a 960x576 matrix at one row on an Ice Lake Xeon), so
+    # scales and activations are bf16 whatever the model's dtype (Linear converts around the call)
     zeros = low + 8 * scale
-    scales_zeros = torch.stack([scale, zeros], -1).transpose(0, 1).contiguous().to(weight.dtype)
+    scales_zeros = torch.stack([scale, zeros], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
     try:
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
-        probe = torch.randn(3, k, dtype=weight.dtype)
+        probe = torch.randn(3, k, dtype=torch.bfloat16)
         got = op(probe, packed, INT4_GROUP, scales_zeros).float()
     except RuntimeError:  # an ATen build without the CPU int4 kernels
         return None
@@ -204,15 +209,56 @@ class Linear:
             self.weight = None  # the packed copy is the only one kept
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] <= self.max_rows:
-            if self.q4 is not None:
-                y = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.q4[0], INT4_GROUP, self.q4[1])
-            else:
-                y = torch._weight_int8pack_mm(x, *self.q8)
-            return y if self.bias is None else y + self.bias
+        return self.low(x) if x.shape[0] <= self.max_rows else self.dense(x)
+
+    def low(self, x: torch.Tensor) -> torch.Tensor:
+        """Through the low-bit copy (``low_bits`` must be set)."""
+        if self.q4 is not None:
+            xq = x if x.dtype == torch.bfloat16 else x.to(torch.bfloat16)
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(xq, self.q4[0], INT4_GROUP, self.q4[1])
+            y = y if y.dtype == x.dtype else y.to(x.dtype)
+        else:
+            y = torch._weight_int8pack_mm(x, *self.q8)
+        return y if self.bias is None else y + self.bias
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Through the model-dtype weights (prepacked for oneDNN where that worked)."""
         if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
+
+
+def measure_low_bit_rows(linears: list[Linear], dtype: torch.dtype, rows=CALIBRATION_ROWS) -> int:
+    """The largest step (tokens) at which ``linears``' low-bit copies beat their dense weights, timed here.
+
+    Where the crossover lies depends on the CPU more than on the model: with bf16 hardware (AVX512-BF16)
+    the dense bf16 kernels win from about 8 tokens on (the fixed ``QUANT_MAX_ROWS`` measured there); on a
+    CPU without it (an Ice Lake Xeon) the dense weights are float32, eight times int4's bytes, and this
+    measured int4 faster up to 16 tokens on SmolLM2-135M. Each size runs every linear once through each path (best of two, after a warm-up);
+    the search stops after the low-bit path lost at two sizes in a row. About a second for SmolLM2-135M.
+    """
+    import time
+
+    def seconds(path: str, xs: dict[int, torch.Tensor]) -> float:
+        best = float("inf")
+        for _ in range(3):  # the first is a warm-up
+            start = time.perf_counter()
+            for lin in linears:
+                getattr(lin, path)(xs[lin.in_features])
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    best, losses = 0, 0
+    with torch.inference_mode():
+        for m in rows:
+            xs = {k: torch.randn(m, k, dtype=dtype) for k in {lin.in_features for lin in linears}}
+            if seconds("low", xs) < seconds("dense", xs):
+                best, losses = m, 0
+            else:
+                losses += 1
+                if losses == 2:
+                    break
+    return best
 
 
 @dataclass
@@ -230,12 +276,12 @@ def _weights_note(lm_head: Linear, layers: list[_Layer], dtype: torch.dtype) -> 
     weight matrices), bfloat16 otherwise"."""
     linears = [lm_head] + [lin for layer in layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)]
     base = str(dtype).removeprefix("torch.")
-    kinds = {lin.low_bits for lin in linears} - {None}
-    if not kinds:
+    low_bit = [lin for lin in linears if lin.low_bits]
+    if not low_bit:
         return base
-    kind = kinds.pop()
-    rows = QUANT_MAX_ROWS[kind]
-    low = sum(1 for lin in linears if lin.low_bits)
+    kind, rows, low = low_bit[0].low_bits, low_bit[0].max_rows, len(low_bit)
+    if rows == 0:
+        return f"{base} ({kind} copies of {low} of {len(linears)} weight matrices measured slower here)"
     return (
         f"{kind} for steps of up to {rows} tokens ({low} of {len(linears)} weight matrices), {base} otherwise"
     )
@@ -499,6 +545,12 @@ class LlamaRunner:
                 )
             )
         self.intermediate = self.layers[0].gate_up.out_features // 2
+        low_bit = [lin for layer in self.layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)]
+        low_bit = [lin for lin in [self.lm_head, *low_bit] if lin.low_bits]
+        if low_bit and self.device.type == "cpu":  # where int4/int8 stops paying depends on the CPU
+            rows = measure_low_bit_rows(low_bit, self.dtype)
+            for lin in low_bit:
+                lin.max_rows = rows
         self.weights_note = _weights_note(self.lm_head, self.layers, self.dtype)
         self.packed = self.lm_head.packed is not None
         positions = torch.arange(context_length, device=self.device)[None]
