@@ -32,7 +32,7 @@ class LoadedModel:
     threads: int = 0
     runner_kind: str = ""
     weights: str = ""
-    """What the linear layers compute in, e.g. "int4 for steps of up to 8 tokens (...), bfloat16 otherwise"."""
+    """What the linear layers compute in, e.g. "int4 for steps of up to 16 tokens (...), float32 otherwise"."""
 
 
 def check_model_dir(path: str) -> None:
