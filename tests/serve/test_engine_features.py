@@ -259,7 +259,7 @@ def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_mode
 
     plain = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
     assert plain.layers[0].qkv.q4 is None and plain.weights_note == "float32"  # random weights: not 4-bit
-    four_bit = copy.deepcopy(hf_model)
+    four_bit = copy.deepcopy(hf_model).to(torch.bfloat16)  # auto: int4 only under bf16 activations
     with torch.no_grad():
         for name, p in four_bit.named_parameters():
             if p.dim() == 2 and "proj" in name:
@@ -277,7 +277,7 @@ def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_mode
         want = four_bit(torch.tensor([[5, 9, 11]])).logits[0, -1:].float()
     assert (got - want).abs().max() < 0.02 * want.abs().max() and got.argmax() == want.argmax()
     for lin in _linears(runner):  # both paths, whichever the measurement picked for this step size
-        x = torch.randn(3, lin.in_features)
+        x = torch.randn(3, lin.in_features, dtype=torch.bfloat16)
         if lin.low_bits:
             assert (lin.low(x) - lin.dense(x)).abs().max() < 0.02 * lin.dense(x).abs().max()
 
