@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, MistralConfig
 
 from nexus_llm.serve.engine.base import SamplingParams, Unsupported
 from nexus_llm.serve.engine.batching import BatchingEngine
-from nexus_llm.serve.engine.llama import LlamaRunner, unsupported_reason
+from nexus_llm.serve.engine.llama import LlamaRunner, all_linears, unsupported_reason
 from nexus_llm.serve.engine.loading import load_model
 from nexus_llm.serve.engine.runner import Work
 
@@ -283,4 +283,4 @@ def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_mode
 
 
 def _linears(runner):
-    return [runner.lm_head] + [m for la in runner.layers for m in (la.qkv, la.o, la.gate_up, la.down)]
+    return all_linears(runner.lm_head, runner.layers)

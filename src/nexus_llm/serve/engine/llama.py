@@ -236,8 +236,9 @@ def measure_low_bit_rows(linears: list[Linear], dtype: torch.dtype, rows=CALIBRA
     Where the crossover lies depends on the CPU more than on the model: with bf16 hardware (AVX512-BF16)
     the dense bf16 kernels win from about 8 tokens on (the fixed ``QUANT_MAX_ROWS`` measured there); on a
     CPU without it (an Ice Lake Xeon) the dense weights are float32, eight times int4's bytes, and this
-    measured int4 faster up to 16 tokens on SmolLM2-135M. Each size runs every linear once through each path (best of two, after a warm-up);
-    the search stops after the low-bit path lost at two sizes in a row. About a second for SmolLM2-135M.
+    measured int4 faster up to 16 tokens on SmolLM2-135M. Each size runs every linear once through each
+    path (best of two, after a warm-up); the search stops after the low-bit path lost at two sizes in a
+    row. About a second for SmolLM2-135M.
     """
     import time
 
@@ -273,10 +274,14 @@ class _Layer:
     down: Linear
 
 
-def _weights_note(lm_head: Linear, layers: list[_Layer], dtype: torch.dtype) -> str:
+def all_linears(lm_head: Linear, layers: list[_Layer]) -> list[Linear]:
+    """Every weight matrix of the runner: the output layer, then each layer's four."""
+    return [lm_head] + [lin for layer in layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)]
+
+
+def _weights_note(linears: list[Linear], dtype: torch.dtype) -> str:
     """What the runner computes with, for the log: e.g. "int4 for steps of up to 8 tokens (210 of 211
     weight matrices), bfloat16 otherwise"."""
-    linears = [lm_head] + [lin for layer in layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)]
     base = str(dtype).removeprefix("torch.")
     low_bit = [lin for lin in linears if lin.low_bits]
     if not low_bit:
@@ -547,13 +552,13 @@ class LlamaRunner:
                 )
             )
         self.intermediate = self.layers[0].gate_up.out_features // 2
-        low_bit = [lin for layer in self.layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)]
-        low_bit = [lin for lin in [self.lm_head, *low_bit] if lin.low_bits]
+        linears = all_linears(self.lm_head, self.layers)
+        low_bit = [lin for lin in linears if lin.low_bits]
         if low_bit and self.device.type == "cpu":  # where int4/int8 stops paying depends on the CPU
             rows = measure_low_bit_rows(low_bit, self.dtype)
             for lin in low_bit:
                 lin.max_rows = rows
-        self.weights_note = _weights_note(self.lm_head, self.layers, self.dtype)
+        self.weights_note = _weights_note(linears, self.dtype)
         self.packed = self.lm_head.packed is not None
         positions = torch.arange(context_length, device=self.device)[None]
         cos, sin = inner.rotary_emb(torch.zeros(1, dtype=self.dtype, device=self.device), positions)
