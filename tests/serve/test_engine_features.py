@@ -259,7 +259,7 @@ def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_mode
 
     plain = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
     assert plain.layers[0].qkv.q4 is None and plain.weights_note == "float32"  # random weights: not 4-bit
-    four_bit = copy.deepcopy(hf_model).to(torch.bfloat16)  # auto: int4 only under bf16 activations
+    four_bit = copy.deepcopy(hf_model)
     with torch.no_grad():
         for name, p in four_bit.named_parameters():
             if p.dim() == 2 and "proj" in name:
@@ -276,8 +276,14 @@ def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_mode
         got = runner.forward([Work(0, [5, 9, 11], 0, "last")])[0]
         want = four_bit(torch.tensor([[5, 9, 11]])).logits[0, -1:].float()
     assert (got - want).abs().max() < 0.02 * want.abs().max() and got.argmax() == want.argmax()
+    if rows >= 3:  # int4 ran that step, with activations rounded to bf16: not the model's exact logits
+        assert (got - want).abs().max() > 1e-5
+    with torch.inference_mode():  # a step that scores a prompt runs on the dense weights: exact
+        assert runner.add(1, 64)
+        scored = runner.forward([Work(1, [5, 9, 11], 0, "all")])[0]
+        assert torch.allclose(scored, four_bit(torch.tensor([[5, 9, 11]])).logits[0].float(), atol=1e-4)
     for lin in _linears(runner):  # both paths, whichever the measurement picked for this step size
-        x = torch.randn(3, lin.in_features, dtype=torch.bfloat16)
+        x = torch.randn(3, lin.in_features, dtype=runner.dtype)
         if lin.low_bits:
             assert (lin.low(x) - lin.dense(x)).abs().max() < 0.02 * lin.dense(x).abs().max()
 

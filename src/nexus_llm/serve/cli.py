@@ -118,7 +118,7 @@ def _quantize_label(quantize: str) -> str:
     kind = "int4" if quantize == "auto" else quantize
     steps = f"{kind} for steps of few tokens (how many is measured at load)"
     if quantize == "auto":
-        return f"auto: {steps} where the weights are 4-bit already and run in bf16 (lossless), else none"
+        return f"auto: {steps} where the weights are 4-bit already (lossless weights), else none"
     return steps
 
 

@@ -88,8 +88,9 @@ class ServeConfig(StrictModel):
     quantize: Literal["auto", "none", "int4", "int8"] = Field(
         "auto",
         description="low-bit weight copies for steps of few tokens (fast runner, CPU): auto = int4 where "
-        "the weights are 4-bit already and the dtype bfloat16 (an imported Q4 GGUF: loses nothing), else "
-        "none; int4 / int8 = always (faster for one or a few streams, slightly less exact); none = the dtype's weights only",
+        "the weights are 4-bit already (an imported Q4 GGUF: the weights lose nothing; activations are rounded "
+        "to bf16 as in llama.cpp, and prompt scoring stays on the dense weights), else none; int4 / int8 = "
+        "always (faster for one or a few streams, slightly less exact); none = the dtype's weights only",
     )
     emf: bool = Field(True, description="one CloudWatch Embedded Metric Format JSON line per request")
     access_log: bool = Field(False, description="uvicorn's access log (EMF lines already cover requests)")

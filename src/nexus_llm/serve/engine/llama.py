@@ -201,17 +201,19 @@ class Linear:
             scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
             q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
             self.q8 = (q, scale.to(weight.dtype))
-        elif quantize == "int4" or (quantize == "auto" and weight.dtype == torch.bfloat16):
-            # auto: lossless only where the activations are bf16 already (the kernel computes in bf16;
-            # on a float32 model it moved served prompt log-likelihoods by 3e-3 from in-process eval)
+        elif quantize in ("int4", "auto"):
+            # auto: only where the weights are 4-bit already. The kernel rounds its input activations to
+            # bf16 (as llama.cpp's BF16 and Q4 matmuls do), which on a float32 model moves log-likelihoods
+            # by about 3e-3: the runner scores prompts (prompt logprobs) through the dense weights
             self.q4 = _int4_pack(self.weight, only_exact=quantize == "auto")
         self.low_bits = "int8" if self.q8 is not None else "int4" if self.q4 is not None else None
         self.max_rows = QUANT_MAX_ROWS.get(self.low_bits or "", 0)
         if self.packed is not None:
             self.weight = None  # the packed copy is the only one kept
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.low(x) if x.shape[0] <= self.max_rows else self.dense(x)
+    def __call__(self, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        """Through the low-bit copy for few rows, else (or when ``exact``) through the dense weights."""
+        return self.low(x) if x.shape[0] <= self.max_rows and not exact else self.dense(x)
 
     def low(self, x: torch.Tensor) -> torch.Tensor:
         """Through the low-bit copy (``low_bits`` must be set)."""
@@ -657,9 +659,12 @@ class LlamaRunner:
             segments.append((offset, len(w.tokens), self._slot[w.key], w.start))
             offset += len(w.tokens)
         lora = self._lora_plan(items)
+        # a step that scores a prompt (prompt logprobs: lm-eval, ``echo``) runs on the dense weights, so
+        # served log-likelihoods are the model's own, as ``nexus eval`` computes them in-process
+        exact = any(w.logits == "all" for w in items)
         x = F.embedding(ids_t, self.embed)
         for index, layer in enumerate(self.layers):
-            x = self._layer(index, layer, x, cos, sin, views[index], kv_rows, dec, segments, lora)
+            x = self._layer(index, layer, x, cos, sin, views[index], kv_rows, dec, segments, lora, exact)
         # logits only where the engine wants them
         rows: list[int] = []
         spans: list[tuple[int, int] | None] = []
@@ -680,7 +685,7 @@ class LlamaRunner:
                 if len(rows) == x.shape[0]
                 else x.index_select(0, torch.tensor(rows, dtype=torch.long, device=dev))
             )
-            logits = self.lm_head(F.rms_norm(h, (h.shape[-1],), self.norm, self.eps)).float()
+            logits = self.lm_head(F.rms_norm(h, (h.shape[-1],), self.norm, self.eps), exact).float()
             for i, span in zip(order, spans, strict=True):
                 if span is not None:
                     results[i] = logits[span[0] : span[0] + span[1]]
@@ -733,11 +738,11 @@ class LlamaRunner:
             delta = F.linear(F.linear(x.index_select(0, rows), a), b) * scale
             out[:, start : start + delta.shape[1]].index_add_(0, rows, delta)
 
-    def _layer(self, index, layer: _Layer, x, cos, sin, kv, kv_rows, dec, segments, lora):
+    def _layer(self, index, layer: _Layer, x, cos, sin, kv, kv_rows, dec, segments, lora, exact=False):
         n = x.shape[0]
         hd, heads, kvh = self.head_dim, self.heads, self.kv_heads
         h = F.rms_norm(x, (x.shape[-1],), layer.norm1, self.eps)
-        qkv = layer.qkv(h)
+        qkv = layer.qkv(h, exact)
         if lora:
             self._lora(lora, index, "q_proj", h, qkv, 0)
             self._lora(lora, index, "k_proj", h, qkv, heads * hd)
@@ -775,17 +780,17 @@ class LlamaRunner:
                 allowed = torch.ones((length, end), dtype=torch.bool, device=x.device).tril(start)
                 o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=allowed, enable_gqa=True)
             out[offset : offset + length] = o[0].transpose(0, 1).reshape(length, heads * hd)
-        attn = layer.o(out)
+        attn = layer.o(out, exact)
         if lora:
             self._lora(lora, index, "o_proj", out, attn)
         x = x + attn
         h = F.rms_norm(x, (x.shape[-1],), layer.norm2, self.eps)
-        gate_up = layer.gate_up(h)
+        gate_up = layer.gate_up(h, exact)
         if lora:
             self._lora(lora, index, "gate_proj", h, gate_up, 0)
             self._lora(lora, index, "up_proj", h, gate_up, self.intermediate)
         act = F.silu(gate_up[:, : self.intermediate]) * gate_up[:, self.intermediate :]
-        down = layer.down(act)
+        down = layer.down(act, exact)
         if lora:
             self._lora(lora, index, "down_proj", act, down)
         return x + down
