@@ -115,6 +115,13 @@ class Server:
         )
 
     def __enter__(self) -> Server:
+        try:
+            return self._wait_healthy()
+        except BaseException:  # __exit__ is not called when __enter__ raises: stop the process here
+            self.__exit__()
+            raise
+
+    def _wait_healthy(self) -> Server:
         import httpx
 
         deadline = time.monotonic() + 300

@@ -72,7 +72,7 @@ def default_threads() -> int:
     return max(1, cpus)
 
 
-OPENMP_ENV = {"GOMP_SPINCOUNT": "3000"}
+OPENMP_ENV = {"GOMP_SPINCOUNT": "30000"}
 """Set for ``nexus serve`` before torch loads (a user's own values win); see :func:`configure_openmp`."""
 
 
@@ -82,8 +82,8 @@ def configure_openmp() -> dict[str, str]:
     torch's OpenMP (libgomp, in PyTorch's Linux wheels) spins a worker for ~300,000 iterations before it
     sleeps. A spinning worker that loses its core to another thread — the event loop, an HTTP client on
     the same machine, another process — stalls every barrier of every operator, and the server spends
-    much of each step between operators (Python, the GIL, the event loop). ``GOMP_SPINCOUNT=3000`` keeps
-    back-to-back operators cheap and puts an idle worker to sleep within microseconds. Measured with
+    much of each step between operators (Python, the GIL, the event loop). ``GOMP_SPINCOUNT=30000`` keeps
+    back-to-back operators cheap and puts an idle worker to sleep soon after. Measured first with
     SmolLM2-135M on the 2-core development machine, end to end (``nexus bench serve``, 64 tokens per
     request, two interleaved rounds, load average about 1; tokens/s at concurrency 1 and 16):
 
@@ -98,7 +98,12 @@ def configure_openmp() -> dict[str, str]:
     ========================  ===========  ===========
 
     With two busy-looping processes on the same 2 cores, 3000 spins and passive waiting were alike
-    (decode step of one sequence 51-84 ms, of 16: 105-123 ms). Returns the variables it set.
+    (decode step of one sequence 51-84 ms, of 16: 105-123 ms). That machine chose 3000; on an Ice Lake
+    Xeon without bf16 (float32 model, int4 decode steps, same benchmark, two alternating runs each),
+    3000 let the worker fall asleep between the many small operators of a one-token step and 30000 won:
+    c = 1: 25.5-31.7 tok/s with 3000, 32.8-42.0 with 30000; c = 16: 136-149 vs 144-177. With two
+    busy-looping processes beside it, the two were alike there too (one-token step p50 51 vs 49 ms, 16
+    tokens 130 vs 140 ms). Returns the variables it set.
     """
     import sys
 
