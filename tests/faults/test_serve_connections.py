@@ -5,8 +5,9 @@ A bounded load test against a real server process on 127.0.0.1 (the tiny model),
 limit of 1,024 open files (as under systemd): 1,000 connections that send a request head one byte a
 second and never finish it; then 1,000 more connections, all open at the same time, each of which sends
 one ``/generate`` request at a moment spread over 5 seconds (200 requests a second, far more than the
-model serves: most are refused with 429) and reads the answer; and a ``/health`` probe on a fresh
-connection every 50 ms throughout. Raw asyncio sockets keep the client cheap enough to run beside the
+model may serve: the excess is refused with 429) and reads the answer; and a ``/health`` probe on a
+fresh connection every 50 ms throughout. The whole load runs twice: memory may grow in the first round,
+hardly in the second. Raw asyncio sockets keep the client cheap enough to run beside the
 server on two cores.
 
 (The same 1,000 requests sent in one instant instead held ``/health`` up to about 0.8 s on the shared
@@ -38,7 +39,12 @@ SLOW_CLIENTS = 1000
 REQUESTS = 1000
 SPREAD_S = 5.0
 HEALTH_LIMIT_S = 0.100
-MEMORY_LIMIT_MB = 200  # growth of the server's resident memory under the whole load
+# growth of the server's resident memory: the first round may keep what its burst used (the allocator
+# holds on to freed memory: +260 to +292 MiB with OpenMP workers spinning 30,000 iterations, +99 to +109
+# with 3,000, on an Ice Lake Xeon), a second identical round must not grow much again (then +50 and +11
+# MiB in a third): a per-connection or per-request leak would grow by as much each round
+FIRST_ROUND_LIMIT_MB = 400
+NEXT_ROUND_LIMIT_MB = 100
 
 
 def _free_port() -> int:
@@ -193,6 +199,7 @@ def test_thousands_of_connections_and_slowloris_keep_health_fast_and_every_reque
             assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "no healthy server within 180 s"
             time.sleep(0.5)
+        first = asyncio.run(_load(port, server.pid))
         result = asyncio.run(_load(port, server.pid))
     finally:
         server.terminate()
@@ -201,10 +208,10 @@ def test_thousands_of_connections_and_slowloris_keep_health_fast_and_every_reque
     lost = [s for s in statuses if not isinstance(s, int)]
     counts = {s: statuses.count(s) for s in set(statuses) if isinstance(s, int)}
     health = sorted(result["health"])
-    growth_mb = (result["rss_peak"] - result["rss_before"]) / 2**20
+    first_mb, growth_mb = ((r["rss_peak"] - r["rss_before"]) / 2**20 for r in (first, result))
     print(f"\nslow connections opened {result['opened']}; server TCP connections {result['server_connections']}; statuses {counts}; lost {len(lost)}; "
           f"/health n={len(health)} p50={health[len(health) // 2] * 1000:.1f} ms max={health[-1] * 1000:.1f} ms "
-          f"failures {result['health_failures'][:5]}; server RSS +{growth_mb:.1f} MiB")  # fmt: skip
+          f"failures {result['health_failures'][:5]}; server RSS +{first_mb:.1f} then +{growth_mb:.1f} MiB")  # fmt: skip
     assert result["opened"] == SLOW_CLIENTS
     assert result["server_connections"] >= SLOW_CLIENTS + REQUESTS  # all open at once, past 1,024
     assert not lost, lost[:10]  # every request got a status line
@@ -215,4 +222,4 @@ def test_thousands_of_connections_and_slowloris_keep_health_fast_and_every_reque
     # to 250 ms (the development VM at load average 6: maxima of 77, 99 and 165 ms in three runs)
     assert len(health) > 50 and health[int(len(health) * 0.99) - 1] < HEALTH_LIMIT_S, health[-5:]
     assert health[-1] < 2.5 * HEALTH_LIMIT_S, health[-5:]
-    assert growth_mb < MEMORY_LIMIT_MB
+    assert first_mb < FIRST_ROUND_LIMIT_MB and growth_mb < NEXT_ROUND_LIMIT_MB, (first_mb, growth_mb)
