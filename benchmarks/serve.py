@@ -12,8 +12,10 @@ Servers, each alone in its own process on 127.0.0.1, started fresh for every mea
    not run at concurrency 64 by default (one request at a time: 128 requests take minutes);
 2. llama.cpp's ``llama-server`` on a BF16 GGUF (the same precision as ``nexus serve`` picks on a CPU
    with AVX512-BF16), written by llama.cpp's own ``convert_hf_to_gguf.py`` from the imported model;
-3. ``llama-server`` on the Q4_1 GGUF the model was imported from (llama.cpp's quantized kernels);
-4. ``nexus serve MODEL`` with default flags.
+3. ``llama-server`` on the Q4_1 GGUF the model was imported from (llama.cpp's quantized kernels), and on
+   a Q8_0 GGUF written by the same converter (the peer of ``--quantize w8a8``: 8-bit weights, and
+   activations rounded to 8 bits in blocks of 32);
+4. ``nexus serve MODEL`` with default flags, and with ``--quantize w8a8``.
 
 llama.cpp is built from the sources vendored in the ``llama-cpp-python`` sdist (``pip download
 --no-binary``), ``cmake --build build --target llama-server`` (about 4 minutes on 2 cores), once, under
@@ -387,14 +389,14 @@ def smollm2(out: Path) -> Path:
     return out
 
 
-def bf16_gguf(model_dir: Path, out: Path) -> Path:
-    """A BF16 GGUF of ``model_dir`` written by llama.cpp's own converter, once."""
+def bf16_gguf(model_dir: Path, out: Path, outtype: str = "bf16") -> Path:
+    """A BF16 (or ``outtype``: q8_0) GGUF of ``model_dir`` written by llama.cpp's own converter, once."""
     if out.is_file():
         return out
     src = llama_server().parents[2]
     tmp = out.with_suffix(".tmp")
-    with open(OUT / "convert-bf16.log", "w") as log:
-        subprocess.run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", "bf16",
+    with open(OUT / f"convert-{outtype}.log", "w") as log:
+        subprocess.run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", outtype,
                         "--outfile", str(tmp)], check=True, stdout=log, stderr=log)  # fmt: skip
     tmp.rename(out)
     return out
@@ -411,15 +413,17 @@ def servers(
                     lambda c, port: ([py, str(BASELINE), "--port", str(port)], {"MODEL_PATH": str(model)})))  # fmt: skip
     binary = llama_server()
     bf16 = bf16_gguf(model, OUT / "smollm2-bf16.gguf")
-    variants = [("llama.cpp BF16", bf16, []), ("llama.cpp Q4_1", GGUF_Q4, [])]
+    q8 = bf16_gguf(model, OUT / "smollm2-q8_0.gguf", "q8_0")
+    variants = [("llama.cpp BF16", bf16, []), ("llama.cpp Q4_1", GGUF_Q4, []), ("llama.cpp Q8_0", q8, [])]
     if poll0:  # llama.cpp's threads busy-poll for work by default (--poll 50); 0 makes them wait passively
         variants.append(("llama.cpp BF16 --poll 0", bf16, ["--poll", "0"]))
     for name, gguf, extra in variants:
         out.append((name, "completions", lambda c, port, gguf=gguf, extra=extra: (
             [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
              "-tb", str(threads), "-np", str(c), "-c", str(256 * c), "--no-webui", *extra], {})))  # fmt: skip
-    out.append(("nexus serve", "completions",
-                lambda c, port: ([py, "-m", "nexus_llm.cli", "serve", str(model), "--port", str(port)], {})))  # fmt: skip
+    for name, flags in (("nexus serve", []), ("nexus serve --quantize w8a8", ["--quantize", "w8a8"])):
+        out.append((name, "completions", lambda c, port, flags=flags: (
+            [py, "-m", "nexus_llm.cli", "serve", str(model), "--port", str(port), *flags], {})))  # fmt: skip
     return out
 
 
@@ -515,6 +519,13 @@ def report_real(data: dict) -> str:
 
     for c in data["levels"]:
         lines.append(f"| {c} | {ratio(c, bf16)} | {ratio(c, q4)} | {ratio(c, guide)} |")
+    w8a8, q8 = tps.get("nexus serve --quantize w8a8", {}), tps.get("llama.cpp Q8_0", {})
+    if w8a8:
+        lines += ["", "| conc. | nexus --quantize w8a8 / llama.cpp BF16 | nexus --quantize w8a8 / llama.cpp Q8_0 |",
+                  "| ---: | ---: | ---: |"]  # fmt: skip
+        for c in data["levels"]:
+            cells = [f"{w8a8[c] / o[c]:.2f}x" if w8a8.get(c) and o.get(c) else "-" for o in (bf16, q8)]
+            lines.append(f"| {c} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, MistralConfig
 
 from nexus_llm.serve.engine.base import SamplingParams, Unsupported
 from nexus_llm.serve.engine.batching import BatchingEngine
-from nexus_llm.serve.engine.llama import LlamaRunner, all_linears, unsupported_reason
+from nexus_llm.serve.engine.llama import Linear, LlamaRunner, all_linears, unsupported_reason
 from nexus_llm.serve.engine.loading import load_model
 from nexus_llm.serve.engine.runner import Work
 
@@ -92,6 +92,43 @@ def test_int8_weights_serve_one_or_two_sequences_and_batches_keep_bf16(hf_model)
         want, got = plain.forward(one)[0], int8.forward(one)[0]
     assert not torch.equal(want, got)
     assert (got - want).abs().max() < 0.05 * want.abs().max() and got.argmax() == want.argmax()
+
+
+def test_w8a8_gives_every_token_its_own_activation_scale():
+    torch.manual_seed(2)
+    weight = torch.randn(96, 64) * 0.05
+    lin = Linear(weight, quantize="w8a8")
+    assert lin.low_bits == "w8a8", "oneDNN's int8 matmul is missing from this torch build"
+    x = torch.randn(3, 64)
+    x[1, 7] = 500.0  # one token with an outlier activation
+    with torch.inference_mode():
+        batch, alone = lin.low(x), lin.low(x[[0, 2]])
+    # the outlier does not coarsen the other tokens: their results are bit for bit what they get alone
+    assert torch.equal(batch[[0, 2]], alone)
+    want = torch.nn.functional.linear(x, weight)
+    error = (batch - want).norm(dim=1) / want.norm(dim=1)
+    assert error.max() < 0.03, error  # 8-bit activations and weights: about 1% here
+
+
+def test_w8a8_decodes_close_to_the_dense_weights_and_scores_prompts_on_them(hf_model):
+    torch.manual_seed(3)
+    prompts = [torch.randint(3, 300, (12,)).tolist() for _ in range(3)]
+    plain = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20)
+    w8a8 = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20, quantize="w8a8")
+    for lin in all_linears(w8a8.lm_head, w8a8.layers):  # the crossover measured at load varies: fix it
+        assert lin.low_bits == "w8a8"
+        lin.max_rows = 64
+    with torch.inference_mode():
+        for runner in (plain, w8a8):
+            for key in range(3):
+                assert runner.add(key, 64)
+        scored = [Work(k, p, 0, "all") for k, p in enumerate(prompts)]  # prompt logprobs: dense weights
+        assert all(torch.equal(a, b) for a, b in zip(plain.forward(scored), w8a8.forward(scored), strict=True))
+        step = [Work(k, [9], 12, "last") for k in range(3)]
+        want, got = torch.cat(plain.forward(step)), torch.cat(w8a8.forward(step))
+    assert not torch.equal(want, got)  # the step really ran the int8 kernel
+    assert (got - want).abs().max() < 0.05 * want.abs().max()
+    assert torch.equal(got.argmax(-1), want.argmax(-1))
 
 
 def test_a_long_prompt_is_prefilled_in_chunks_while_another_request_keeps_decoding(chunked, hf_model):
