@@ -228,128 +228,120 @@ def compare_engines(model_dir: Path, rows: int, tokens: int, rounds: int = 3) ->
 
 
 def kernels(model_dir: Path) -> str:
-    """The in-process numbers behind the fast runner and the int8 decision (one torch thread, CPU time).
+    """The in-process numbers behind the runner's weight choices (wall-clock ms, best of three, with the
+    threads and dtype ``nexus serve`` picks on this machine).
 
-    1. every linear layer of the model once, at 1 and 16 rows, through: ``F.linear`` on bf16 weights,
-       bf16 weights prepacked for oneDNN (what :class:`nexus_llm.serve.engine.llama.Linear` does), int8
-       weight-only (``torch._weight_int8pack_mm``) and fbgemm's dynamic int8 (``quantized.linear_dynamic``);
-    2. the log-loss of SmolLM2 on 400 tokens of this repository's README with fp32, bf16 and dynamic-int8
-       linears (the accuracy side of int8);
-    3. one decode step of transformers' forward vs :class:`~nexus_llm.serve.engine.llama.LlamaRunner`.
+    1. every weight matrix of :class:`~nexus_llm.serve.engine.llama.LlamaRunner` once (q/k/v and gate/up
+       fused, as the runner holds them) at 1, 16 and 64 rows, through each path of ``Linear``: the dense
+       weights (prepacked for oneDNN), int4 (the output layer stays dense, as in the runner), int8
+       weight-only and w8a8;
+    2. what each costs in accuracy where it is used, in generation: SmolLM2's log-loss on 400 tokens of
+       this repository's README fed one token per decode step, and how often the next-token argmax
+       equals float32's;
+    3. one decode step of transformers' forward vs ``LlamaRunner`` (dense weights).
     """
     import warnings
 
-    import torch
-    import torch.nn.functional as F
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from nexus_llm.serve.engine.loading import configure_openmp, default_dtype, default_threads
 
-    from nexus_llm.serve import llama
+    configure_openmp()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+    from nexus_llm.serve.engine import llama
     from nexus_llm.serve.engine.runner import Work
 
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
-    m16 = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
-    weights = [mod.weight.detach() for mod in m16.modules() if isinstance(mod, torch.nn.Linear)]
+    torch.set_num_threads(default_threads())
+    dtype = default_dtype(False)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    m32 = (
+        model
+        if dtype == torch.float32
+        else AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    )
 
-    def cpu_ms(fn, rounds: int = 3) -> float:
+    def runner(m, quantize: str = "none"):
+        r = llama.LlamaRunner(m, context_length=1024, kv_budget_bytes=1 << 30, quantize=quantize)
+        for lin in llama.all_linears(r.lm_head, r.layers):
+            lin.max_rows = 64 if lin.low_bits else 0  # every step through the copy under test
+        return r
+
+    def best_ms(fn, rounds: int = 3) -> float:
         fn()
-        start = time.thread_time()
+        times = []
         for _ in range(rounds):
+            start = time.perf_counter()
             fn()
-        return (time.thread_time() - start) / rounds * 1000
+            times.append(time.perf_counter() - start)
+        return min(times) * 1000
 
-    def q8_dynamic(w):
-        w = w.float()
-        scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
-        q = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
-        return torch.ops.quantized.linear_prepack(q, None)
-
-    def q8_weight_only(w):
-        scale = (w.float().abs().amax(dim=1) / 127).clamp(min=1e-8)
-        return (w.float() / scale[:, None]).round().to(torch.int8), scale.to(torch.bfloat16)
-
-    packed = [torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), 16) for w in weights]
-    wo = [q8_weight_only(w) for w in weights]
-    dyn = [q8_dynamic(w) for w in weights]
-    lines = ["| linear kernel (all layers once) | 1 row (ms) | 16 rows (ms) |", "| --- | ---: | ---: |"]
-    kinds = {
-        "bf16, F.linear": lambda x, i: F.linear(x, weights[i]),
-        "bf16, prepacked for oneDNN (nexus)": lambda x, i: torch.ops.mkldnn._linear_pointwise(
-            x, packed[i], None, "none", [], ""),
-        "int8 weight-only, _weight_int8pack_mm": lambda x, i: torch._weight_int8pack_mm(x, *wo[i]),
-        "int8 dynamic (fbgemm), fp32 activations": lambda x, i: torch.ops.quantized.linear_dynamic(
-            x.float(), dyn[i], False),
-    }  # fmt: skip
+    name = str(dtype).removeprefix("torch.")
+    paths = [(f"{name}, prepacked for oneDNN (dense)", "none", "dense"), ("int4 (bf16 activations)", "int4", "low"),
+             ("int8 weight-only, _weight_int8pack_mm", "int8", "low"),
+             ("w8a8: int8 weights, per-token int8 activations (oneDNN)", "w8a8", "low")]  # fmt: skip
+    lines = [
+        f"threads {torch.get_num_threads()}, dense dtype {name}",
+        "",
+        "| weight matrices (all once) | 1 row (ms) | 16 rows (ms) | 64 rows (ms) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     with torch.inference_mode():
-        for name, op in kinds.items():
+        for label, quantize, path in paths:
+            r = runner(model, quantize)
+            lins = llama.all_linears(r.lm_head, r.layers)
+            if path == "low" and not any(lin.low_bits for lin in lins):
+                lines.append(f"| {label} | not available in this torch build | | |")
+                continue
             cols = []
-            for rows in (1, 16):
-                xs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=torch.bfloat16) for w in weights}
-                cols.append(
-                    cpu_ms(lambda op=op, xs=xs: [op(xs[w.shape[1]], i) for i, w in enumerate(weights)])
-                )
-            lines.append(f"| {name} | {cols[0]:.1f} | {cols[1]:.1f} |")
-        # accuracy of dynamic int8
-        tok = AutoTokenizer.from_pretrained(model_dir)
-        ids = tok((ROOT / "README.md").read_text())["input_ids"][:400]
-        m32 = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+            for rows in (1, 16, 64):
+                xs = {k: torch.randn(rows, k, dtype=dtype) for k in {lin.in_features for lin in lins}}
+                # (int4 leaves the output layer dense unless it is 4-bit already)
+                calls = [
+                    (lin.low if path == "low" and lin.low_bits else lin.dense, xs[lin.in_features])
+                    for lin in lins
+                ]
+                cols.append(best_ms(lambda calls=calls: [f(x) for f, x in calls]))
+            lines.append(f"| {label} | {cols[0]:.1f} | {cols[1]:.1f} | {cols[2]:.1f} |")
+        ids = AutoTokenizer.from_pretrained(model_dir)((ROOT / "README.md").read_text())["input_ids"][:400]
 
-        def loss(model, linear=None) -> tuple[float, torch.Tensor]:
-            original = llama.Linear
-            if linear is not None:
-                llama.Linear = linear
-            try:
-                runner = llama.LlamaRunner(model, context_length=1024, kv_budget_bytes=1 << 30)
-            finally:
-                llama.Linear = original
-            runner.add(0, 512)
-            lp = runner.forward([Work(0, ids, 0, "all")])[0].log_softmax(-1)
-            return float(-lp[:-1].gather(-1, torch.tensor(ids[1:])[:, None]).mean()), lp.argmax(-1)
+        def decode_loss(r) -> tuple[float, torch.Tensor]:
+            r.add(0, 512)
+            rows = [r.forward([Work(0, ids[:1], 0, "last")])[0]]
+            rows += [r.forward([Work(0, [t], i, "last")])[0] for i, t in enumerate(ids[1:-1], start=1)]
+            lp = torch.cat(rows).float().log_softmax(-1)
+            return float(-lp.gather(-1, torch.tensor(ids[1:])[:, None]).mean()), lp.argmax(-1)
 
-        class Dynamic:
-            def __init__(self, weight, bias=None, pack=True):
-                self.out_features, self.in_features = weight.shape
-                self.packed, self.p = True, q8_dynamic(weight)
-
-            def __call__(self, x):
-                return torch.ops.quantized.linear_dynamic(x, self.p, False)
-
-        _, base_arg = loss(m32)
+        _, base = decode_loss(runner(m32))
+        lines += ["", "| decode steps through | log-loss (nats/token) | next-token argmax = float32's |",
+                  "| --- | ---: | ---: |"]  # fmt: skip
+        for label, m, quantize in (("float32", m32, "none"), (f"{name} (nexus default dense)", model, "none"),
+                                   ("int4", m32, "int4"), ("int8 weight-only", m32, "int8"), ("w8a8", m32, "w8a8")):  # fmt: skip
+            value, arg = decode_loss(runner(m, quantize))
+            lines.append(f"| {label} | {value:.3f} | {(arg == base).float().mean():.1%} |")
         lines += [
             "",
-            "| linears | log-loss (nats/token) | next-token argmax = fp32's |",
-            "| --- | ---: | ---: |",
-        ]
-        for name, model, linear in (("fp32", m32, None), ("bf16 (nexus default here)", m16, None),
-                                    ("int8 dynamic, all", m32, Dynamic)):  # fmt: skip
-            value, arg = loss(model, linear)
-            lines.append(f"| {name} | {value:.3f} | {(arg == base_arg).float().mean():.1%} |")
-        # one decode step: transformers' forward vs the fast runner
-        from transformers import DynamicCache
-
-        lines += [
-            "",
-            "| decode step, bf16, 60-token contexts | 1 row (ms) | 16 rows (ms) |",
+            f"| decode step, {name}, 60-token contexts | 1 row (ms) | 16 rows (ms) |",
             "| --- | ---: | ---: |",
         ]
         hf, ours = [], []
-        runner = llama.LlamaRunner(m16, context_length=1024, kv_budget_bytes=1 << 30)
+        r = runner(model)
         for rows in (1, 16):
-            cache = DynamicCache(config=m16.config)
-            m16(input_ids=torch.full((rows, 60), 5), cache=cache, use_cache=True, logits_to_keep=1)
+            cache = DynamicCache(config=model.config)
+            model(input_ids=torch.full((rows, 60), 5), cache=cache, use_cache=True, logits_to_keep=1)
             step = torch.full((rows, 1), 7)
 
             def hf_step(cache=cache, step=step):
-                m16(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1)
+                model(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1)
                 cache.crop(-1)  # back to the 60-token context
 
-            hf.append(cpu_ms(hf_step, 10))
+            hf.append(best_ms(hf_step))
             for k in range(rows):
-                runner.add(k, 128)
-            runner.forward([Work(k, [5] * 60, 0, "none") for k in range(rows)])
-            ours.append(cpu_ms(lambda rows=rows: runner.forward([Work(k, [7], 60) for k in range(rows)]), 10))
+                r.add(k, 128)
+            r.forward([Work(k, [5] * 60, 0, "none") for k in range(rows)])
+            ours.append(best_ms(lambda rows=rows: r.forward([Work(k, [7], 60) for k in range(rows)])))
             for k in range(rows):
-                runner.remove(k)
+                r.remove(k)
         lines.append(f"| transformers forward | {hf[0]:.1f} | {hf[1]:.1f} |")
         lines.append(f"| nexus LlamaRunner | {ours[0]:.1f} | {ours[1]:.1f} |")
     return "\n".join(lines)

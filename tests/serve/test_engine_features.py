@@ -123,7 +123,9 @@ def test_w8a8_decodes_close_to_the_dense_weights_and_scores_prompts_on_them(hf_m
             for key in range(3):
                 assert runner.add(key, 64)
         scored = [Work(k, p, 0, "all") for k, p in enumerate(prompts)]  # prompt logprobs: dense weights
-        assert all(torch.equal(a, b) for a, b in zip(plain.forward(scored), w8a8.forward(scored), strict=True))
+        assert all(
+            torch.equal(a, b) for a, b in zip(plain.forward(scored), w8a8.forward(scored), strict=True)
+        )
         step = [Work(k, [9], 12, "last") for k in range(3)]
         want, got = torch.cat(plain.forward(step)), torch.cat(w8a8.forward(step))
     assert not torch.equal(want, got)  # the step really ran the int8 kernel
@@ -289,20 +291,28 @@ def test_an_adapter_for_another_base_model_is_refused_at_load(tmp_path, tiny_mod
         load_model(str(tiny_model_dir), "float32", threads=1, adapters={"x": str(bad)})
 
 
-def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_model):
+@pytest.fixture(scope="module")
+def four_bit(hf_model):
+    """``hf_model`` with every projection rounded to 4-bit groups (what an imported Q4 GGUF holds)."""
     import copy
 
-    from nexus_llm.serve.engine.llama import CALIBRATION_ROWS, int4_groups
+    from nexus_llm.serve.engine.llama import int4_groups
 
-    plain = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
-    assert plain.layers[0].qkv.q4 is None and plain.weights_note == "float32"  # random weights: not 4-bit
-    four_bit = copy.deepcopy(hf_model)
+    model = copy.deepcopy(hf_model)
     with torch.no_grad():
-        for name, p in four_bit.named_parameters():
+        for name, p in model.named_parameters():
             if p.dim() == 2 and "proj" in name:
                 _, _, _, dequantized, exact = int4_groups(p)
                 p.copy_(dequantized)
                 assert not exact  # the random weights were not 4-bit before
+    return model
+
+
+def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_model, four_bit):
+    from nexus_llm.serve.engine.llama import CALIBRATION_ROWS
+
+    plain = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
+    assert plain.layers[0].qkv.q4 is None and plain.weights_note == "float32"  # random weights: not 4-bit
     runner = LlamaRunner(four_bit, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
     assert runner.layers[0].qkv.q4 is not None and runner.weights_note.startswith("int4")
     rows = runner.layers[0].qkv.max_rows  # measured at load: where int4 stops beating the dense weights
@@ -323,6 +333,37 @@ def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_mode
         x = torch.randn(3, lin.in_features, dtype=runner.dtype)
         if lin.low_bits:
             assert (lin.low(x) - lin.dense(x)).abs().max() < 0.02 * lin.dense(x).abs().max()
+
+
+def test_w8a8_on_a_4bit_model_keeps_int4_for_the_fewest_tokens_then_takes_over(four_bit):
+    runner = LlamaRunner(four_bit, context_length=512, kv_budget_bytes=64 << 20, quantize="w8a8")
+    auto = LlamaRunner(four_bit, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
+    qkv = runner.layers[0].qkv
+    assert qkv.low_bits == "int4" and qkv.w8a8 is not None
+    assert runner.lm_head.low_bits == "w8a8"  # not 4-bit (the head is not a projection here): w8a8 only
+    for lin in _linears(runner):  # the crossovers measured at load vary: int4 for 1 token, w8a8 up to 8
+        tiered = lin.w8a8 is not None and lin.low_bits == "int4"
+        lin.max_rows, lin.w8a8_rows = (1, 8) if tiered else (8, 0)
+    for lin in _linears(auto):
+        lin.max_rows = 1 if lin.low_bits else 0
+    with torch.inference_mode():
+        for r in (runner, auto):
+            for key in range(3):
+                assert r.add(key, 64)
+            r.forward([Work(k, [5, 9, 11 + k], 0, "none") for k in range(3)])
+        one = [Work(0, [7], 3, "last")]
+        got_one, want_one = runner.forward(one)[0], auto.forward(one)[0]
+        three = [Work(k, [8], 4 if k == 0 else 3, "last") for k in range(3)]
+        got, want = torch.cat(runner.forward(three)), torch.cat(auto.forward(three))
+    # one token: int4 in both layers' projections (the head differs: w8a8 against dense)
+    assert (got_one - want_one).abs().max() < 0.05 * want_one.abs().max()
+    qkv_x = torch.randn(1, qkv.in_features)
+    assert torch.equal(qkv(qkv_x), qkv.low(qkv_x))
+    # three tokens: past int4's limit, w8a8 rather than the dense weights
+    x = torch.randn(3, qkv.in_features)
+    assert torch.equal(qkv(x), qkv.through_w8a8(x)) and not torch.equal(qkv(x), qkv.dense(x))
+    assert not torch.equal(got, want) and (got - want).abs().max() < 0.05 * want.abs().max()
+    assert torch.equal(got.argmax(-1), want.argmax(-1))
 
 
 def _linears(runner):

@@ -213,9 +213,10 @@ class Linear:
     - ``"int4"``: int4 always (asymmetric, groups of 32 input columns), through
       ``torch.ops.aten._weight_int4pack_mm_for_cpu``;
     - ``"int8"``: weight-only int8 (per output channel, symmetric), through ``torch._weight_int8pack_mm``;
-    - ``"w8a8"``: int8 weights (per output channel) and activations (per token, dynamic) through FBGEMM
-      (:func:`_w8a8_mm`): on CPUs without bf16 it is the fastest for batched decoding, not only for few
-      rows, but rounding the activations costs accuracy (docs/serve.md has the measured perplexity);
+    - ``"w8a8"``: as ``"auto"`` for the fewest rows, then int8 weights (per output channel) and
+      activations (per token, dynamic) through oneDNN (:func:`_w8a8_mm`), up to ``w8a8_rows``: on CPUs
+      without bf16 the fastest for batched decoding, but rounding the activations costs accuracy
+      (docs/serve.md has the measured log-loss);
     - ``"none"``: bf16 (or the model's dtype) only.
     """
 
@@ -249,13 +250,13 @@ class Linear:
             scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
             q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
             self.q8 = (q, scale.to(weight.dtype))
-        elif quantize == "w8a8":
-            self.w8a8 = _w8a8_pack(self.weight)
-        elif quantize in ("int4", "auto"):
+        elif quantize in ("int4", "auto", "w8a8"):
             # auto: only where the weights are 4-bit already. The kernel rounds its input activations to
             # bf16 (as llama.cpp's BF16 and Q4 matmuls do), which on a float32 model moves log-likelihoods
             # by about 3e-3: the runner scores prompts (prompt logprobs) through the dense weights
-            self.q4 = _int4_pack(self.weight, only_exact=quantize == "auto")
+            self.q4 = _int4_pack(self.weight, only_exact=quantize != "int4")
+        if quantize == "w8a8":
+            self.w8a8 = _w8a8_pack(self.weight)
         self.low_bits = (
             "int8"
             if self.q8 is not None
@@ -266,12 +267,27 @@ class Linear:
             else None
         )
         self.max_rows = QUANT_MAX_ROWS.get(self.low_bits or "", 0)
+        # w8a8 after int4: for steps of more than ``max_rows`` and at most ``w8a8_rows`` tokens
+        self.w8a8_rows = QUANT_MAX_ROWS["w8a8"] if self.w8a8 and self.low_bits != "w8a8" else 0
         if self.packed is not None:
             self.weight = None  # the packed copy is the only one kept
 
     def __call__(self, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
-        """Through the low-bit copy for few rows, else (or when ``exact``) through the dense weights."""
-        return self.low(x) if x.shape[0] <= self.max_rows and not exact else self.dense(x)
+        """Through the low-bit copy for few rows (then w8a8 where it is the second tier), else (or when
+        ``exact``) through the dense weights."""
+        m = x.shape[0]
+        if exact:
+            return self.dense(x)
+        if m <= self.max_rows:
+            return self.low(x)
+        if m <= self.w8a8_rows:
+            return self.through_w8a8(x)
+        return self.dense(x)
+
+    def through_w8a8(self, x: torch.Tensor) -> torch.Tensor:
+        """Through the w8a8 copy (``w8a8`` must be set)."""
+        y = _w8a8_mm(x, self.w8a8)
+        return y if self.bias is None else y + self.bias
 
     def low(self, x: torch.Tensor) -> torch.Tensor:
         """Through the low-bit copy (``low_bits`` must be set)."""
@@ -282,7 +298,7 @@ class Linear:
         elif self.q8 is not None:
             y = torch._weight_int8pack_mm(x, *self.q8)
         else:
-            y = _w8a8_mm(x, self.w8a8)
+            return self.through_w8a8(x)
         return y if self.bias is None else y + self.bias
 
     def dense(self, x: torch.Tensor) -> torch.Tensor:
@@ -292,7 +308,9 @@ class Linear:
         return F.linear(x, self.weight, self.bias)
 
 
-def measure_low_bit_rows(linears: list[Linear], dtype: torch.dtype, rows=CALIBRATION_ROWS) -> int:
+def measure_low_bit_rows(
+    linears: list[Linear], dtype: torch.dtype, rows=CALIBRATION_ROWS, fast: str = "low", slow: str = "dense"
+) -> int:
     """The largest step (tokens) at which ``linears``' low-bit copies beat their dense weights, timed here.
 
     Where the crossover lies depends on the CPU more than on the model: with bf16 hardware (AVX512-BF16)
@@ -300,7 +318,8 @@ def measure_low_bit_rows(linears: list[Linear], dtype: torch.dtype, rows=CALIBRA
     CPU without it (an Ice Lake Xeon) the dense weights are float32, eight times int4's bytes, and this
     measured int4 faster up to 16 tokens on SmolLM2-135M. Each size runs every linear once through each
     path (best of two, after a warm-up); the search stops after the low-bit path lost at two sizes in a
-    row. About a second for SmolLM2-135M.
+    row. About a second for SmolLM2-135M. ``fast`` and ``slow`` name the two ``Linear`` methods compared
+    (int4 against w8a8 is ``"low"`` against ``"through_w8a8"``).
     """
     import time
 
@@ -317,7 +336,7 @@ def measure_low_bit_rows(linears: list[Linear], dtype: torch.dtype, rows=CALIBRA
     with torch.inference_mode():
         for m in rows:
             xs = {k: torch.randn(m, k, dtype=dtype) for k in {lin.in_features for lin in linears}}
-            if seconds("low", xs) < seconds("dense", xs):
+            if seconds(fast, xs) < seconds(slow, xs):
                 best, losses = m, 0
             else:
                 losses += 1
@@ -345,15 +364,22 @@ def _weights_note(linears: list[Linear], dtype: torch.dtype) -> str:
     """What the runner computes with, for the log: e.g. "int4 for steps of up to 8 tokens (210 of 211
     weight matrices), bfloat16 otherwise"."""
     base = str(dtype).removeprefix("torch.")
-    low_bit = [lin for lin in linears if lin.low_bits]
-    if not low_bit:
+    tiers = []
+    for kind in ("int4", "int8", "w8a8"):
+        own = [lin for lin in linears if lin.low_bits == kind]
+        second = [lin for lin in linears if kind == "w8a8" and lin.w8a8_rows]
+        if own or second:
+            top = max([lin.max_rows for lin in own] + [lin.w8a8_rows for lin in second])
+            tiers.append((kind, top, len(own) + len(second)))
+    if not tiers:
         return base
-    kind, rows, low = low_bit[0].low_bits, low_bit[0].max_rows, len(low_bit)
-    if rows == 0:
-        return f"{base} ({kind} copies of {low} of {len(linears)} weight matrices measured slower here)"
-    return (
-        f"{kind} for steps of up to {rows} tokens ({low} of {len(linears)} weight matrices), {base} otherwise"
-    )
+    used = [f"{kind} for steps of up to {rows} tokens ({n} of {len(linears)} weight matrices)"
+            for kind, rows, n in tiers if rows]  # fmt: skip
+    unused = [f"{kind} copies of {n} of {len(linears)} weight matrices measured slower here"
+              for kind, rows, n in tiers if not rows]  # fmt: skip
+    if not used:
+        return f"{base} ({'; '.join(unused)})"
+    return ", then ".join(used) + f", {base} otherwise" + (f" ({'; '.join(unused)})" if unused else "")
 
 
 def _bias(module) -> torch.Tensor | None:
@@ -615,11 +641,20 @@ class LlamaRunner:
             )
         self.intermediate = self.layers[0].gate_up.out_features // 2
         linears = all_linears(self.lm_head, self.layers)
-        low_bit = [lin for lin in linears if lin.low_bits]
-        if low_bit and self.device.type == "cpu":  # where int4/int8 stops paying depends on the CPU
-            rows = measure_low_bit_rows(low_bit, self.dtype)
-            for lin in low_bit:
-                lin.max_rows = rows
+        if self.device.type == "cpu":  # where int4/int8 stops paying depends on the CPU
+            tiered = [lin for lin in linears if lin.w8a8_rows]  # int4, then w8a8
+            for kind in ("int4", "int8", "w8a8"):
+                group = [lin for lin in linears if lin.low_bits == kind and not lin.w8a8_rows]
+                if group:
+                    rows = measure_low_bit_rows(group, self.dtype)
+                    for lin in group:
+                        lin.max_rows = rows
+            if tiered:
+                first = measure_low_bit_rows(tiered, self.dtype, slow="through_w8a8")
+                larger = [m for m in CALIBRATION_ROWS if m > first]
+                then = measure_low_bit_rows(tiered, self.dtype, larger, fast="through_w8a8")
+                for lin in tiered:
+                    lin.max_rows, lin.w8a8_rows = first, then
         self.weights_note = _weights_note(linears, self.dtype)
         self.packed = self.lm_head.packed is not None
         positions = torch.arange(context_length, device=self.device)[None]
