@@ -115,6 +115,11 @@ def _precision(settings) -> str:
 def _quantize_label(quantize: str) -> str:
     if quantize == "none":
         return "none"
+    if quantize == "w8a8":
+        return (
+            "w8a8: int4 for the fewest tokens where the weights are 4-bit already, then int8 weights and "
+            "per-token int8 activations (lossy; how many tokens each is measured at load)"
+        )
     kind = "int4" if quantize == "auto" else quantize
     steps = f"{kind} for steps of few tokens (how many is measured at load)"
     if quantize == "auto":
