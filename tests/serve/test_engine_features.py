@@ -110,6 +110,23 @@ def test_w8a8_gives_every_token_its_own_activation_scale():
     assert error.max() < 0.03, error  # 8-bit activations and weights: about 1% here
 
 
+def test_w8a8_keeps_activations_to_7_bits_on_a_cpu_without_vnni(monkeypatch):
+    from nexus_llm.train import hardware
+
+    torch.manual_seed(4)
+    weight = torch.randn(96, 64) * 0.05
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512f"})  # no VNNI
+    lin = Linear(weight, quantize="w8a8")
+    assert lin.w8a8[3] == 63  # codes 1..127: two products never saturate a 16-bit sum
+    x = torch.randn(4, 64)
+    x[2, 3] = -300.0
+    with torch.inference_mode():
+        got, alone = lin.low(x), lin.low(x[:2])
+    assert torch.equal(got[:2], alone)
+    want = torch.nn.functional.linear(x, weight)
+    assert ((got - want).norm(dim=1) / want.norm(dim=1)).max() < 0.05
+
+
 def test_w8a8_decodes_close_to_the_dense_weights_and_scores_prompts_on_them(hf_model):
     torch.manual_seed(3)
     prompts = [torch.randint(3, 300, (12,)).tolist() for _ in range(3)]

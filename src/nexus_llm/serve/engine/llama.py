@@ -164,11 +164,23 @@ def _w8a8_pack(weight: torch.Tensor):
     op = getattr(torch.ops.onednn, "qlinear_pointwise", None)
     if weight.device.type != "cpu" or op is None or not torch.backends.mkldnn.is_available():
         return None
+    from nexus_llm.train.hardware import cpu_flags
+
+    # without VNNI the int8 dot product goes through ``vpmaddubsw``, whose 16-bit sums of two products
+    # saturate for 8-bit activations (255 * 127 * 2 > 32767): activations then keep to 7 bits
+    levels = 127 if cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"} else 63
     w = weight.float()
     scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
     codes = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
     try:
-        packed = (torch.ops.onednn.qlinear_prepack(codes, None), scale, torch.zeros(len(w), dtype=torch.long))
+        zero = torch.zeros(len(w), dtype=torch.long)
+        packed = (
+            torch.ops.onednn.qlinear_prepack(codes, None),
+            scale,
+            zero,
+            levels,
+            torch.tensor(levels + 1.5),
+        )
         probe = torch.randn(3, w.shape[1])
         got = _w8a8_mm(probe, packed)
     except (RuntimeError, AttributeError):
@@ -182,23 +194,21 @@ def _w8a8_pack(weight: torch.Tensor):
 def _w8a8_mm(x: torch.Tensor, packed) -> torch.Tensor:
     """``x @ W.T`` with ``W`` int8 and ``x`` quantized to 8 bits per token on the fly.
 
-    Each token (row) gets its own scale, its largest magnitude / 127, so a request's output does not depend
-    on what else is in the batch, and one request's outlier activations do not coarsen the others'
+    Each token (row) gets its own scale, its largest magnitude / 127, so a request's output does not
+    depend on what else is in the batch, and one request's outlier activations do not coarsen the others'
     (one scale for the whole batch raised SmolLM2-135M's perplexity by 56% instead of 3%). oneDNN takes
     one scale per input, so the rows are scaled to [-127, 127] first and the result multiplied back:
-    ``uint8 = trunc(x * 127 / peak + 128.5)`` rounds to nearest with zero point 128.
+    ``uint8 = trunc(x * 127 / peak + 128.5)`` rounds to nearest with zero point 128 (without VNNI 63 and
+    64: 7 bits, see :func:`_w8a8_pack`).
     """
-    weights, w_scale, w_zero = packed
+    weights, w_scale, w_zero, levels, half_up_zero = packed
     peak = x.abs().amax(dim=1, keepdim=True).float().clamp_(min=1e-12)
-    codes = torch.addcmul(_HALF_UP_128, x.float(), 127 / peak).to(torch.uint8)
+    codes = torch.addcmul(half_up_zero, x.float(), levels / peak).to(torch.uint8)
     y = torch.ops.onednn.qlinear_pointwise(
-        codes, 1 / 127, 128, weights, w_scale, w_zero, None, 1.0, 0, torch.float32, "none", [], ""
+        codes, 1 / levels, levels + 1, weights, w_scale, w_zero, None, 1.0, 0, torch.float32, "none", [], ""
     )
     y = y.mul_(peak)
     return y if y.dtype == x.dtype else y.to(x.dtype)
-
-
-_HALF_UP_128 = torch.tensor(128.5)
 
 
 class Linear:
