@@ -383,5 +383,34 @@ def test_w8a8_on_a_4bit_model_keeps_int4_for_the_fewest_tokens_then_takes_over(f
     assert torch.equal(got.argmax(-1), want.argmax(-1))
 
 
+def test_auto_keeps_a_bf16_copy_where_float32_weights_hold_bf16_values(hf_model):
+    import copy
+
+    from nexus_llm.serve.engine.llama import _bf16_pack
+
+    assert _bf16_pack(hf_model.lm_head.weight.detach()) is None  # random float32: bf16 would lose bits
+    model = copy.deepcopy(hf_model)  # a bf16 checkpoint loaded as float32, as on a CPU without bf16
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.bfloat16().float())
+    runner = LlamaRunner(model, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
+    for lin in _linears(runner):
+        # measured at load: kept for the steps where it is faster, freed where it never is
+        assert (lin.low_bits == "bf16") == (lin.b16 is not None) == (lin.max_rows > 0)
+        lin.b16 = lin.b16 if lin.b16 is not None else _bf16_pack(lin.dense(torch.eye(lin.in_features)).t())
+        lin.low_bits, lin.max_rows = "bf16", 1
+    x = torch.randn(1, runner.lm_head.in_features)
+    dense, low = runner.lm_head.dense(x), runner.lm_head.low(x)
+    assert not torch.equal(dense, low)  # activations rounded to bf16
+    assert (dense - low).abs().max() < 0.01 * dense.abs().max()
+    with torch.inference_mode():
+        assert runner.add(0, 64)
+        scored = runner.forward([Work(0, [5, 9, 11], 0, "all")])[0]  # prompt scoring: dense, exact
+        assert torch.allclose(scored, model(torch.tensor([[5, 9, 11]])).logits[0].float(), atol=1e-4)
+        step = runner.forward([Work(0, [7], 3, "last")])[0]
+        want = model(torch.tensor([[5, 9, 11, 7]])).logits[0, -1:].float()
+    assert (step - want).abs().max() < 0.02 * want.abs().max() and step.argmax() == want.argmax()
+
+
 def _linears(runner):
     return all_linears(runner.lm_head, runner.layers)
