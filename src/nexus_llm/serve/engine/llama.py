@@ -168,10 +168,14 @@ def _bf16_pack(weight: torch.Tensor) -> torch.Tensor | None:
     half = weight.to(torch.bfloat16)
     if not torch.equal(half.float(), weight):
         return None
-    try:
-        return torch.ops.mkldnn._reorder_linear_weight(half.contiguous(), 16)
+    try:  # oneDNN may lack bf16 on an older CPU (AVX2 only): probe it
+        packed = torch.ops.mkldnn._reorder_linear_weight(half.contiguous(), 16)
+        probe = torch.randn(3, weight.shape[1]).to(torch.bfloat16)
+        got = torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "").float()
     except (RuntimeError, AttributeError):
         return None
+    want = F.linear(probe.float(), weight)
+    return packed if torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item()) else None
 
 
 def _w8a8_pack(weight: torch.Tensor):
