@@ -111,12 +111,17 @@ def test_w8a8_gives_every_token_its_own_activation_scale():
 
 
 def test_w8a8_keeps_activations_to_7_bits_on_a_cpu_without_vnni(monkeypatch):
+    from nexus_llm.serve.engine import llama
     from nexus_llm.train import hardware
 
     torch.manual_seed(4)
     weight = torch.randn(96, 64) * 0.05
     monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512f"})  # no VNNI
-    lin = Linear(weight, quantize="w8a8")
+    llama._activation_levels.cache_clear()  # read once per process: read again under the fake flags
+    try:
+        lin = Linear(weight, quantize="w8a8")
+    finally:
+        llama._activation_levels.cache_clear()  # the real flags for whatever runs next
     assert lin.w8a8[3] == 63  # codes 1..127: two products never saturate a 16-bit sum
     x = torch.randn(4, 64)
     x[2, 3] = -300.0

@@ -91,7 +91,7 @@ class ServeConfig(StrictModel):
         "the weights are 4-bit already (an imported Q4 GGUF: the weights lose nothing; activations are rounded "
         "to bf16 as in llama.cpp, and prompt scoring stays on the dense weights), else none; int4 / int8 = "
         "always (faster for one or a few streams, slightly less exact); w8a8 = int8 weights and per-token int8 "
-        "activations (FBGEMM; the fastest for many streams on CPUs without bf16, at a measured accuracy cost); "
+        "activations (oneDNN; the fastest for many streams on CPUs without bf16, at a measured accuracy cost); "
         "none = the dtype's weights only",
     )
     emf: bool = Field(True, description="one CloudWatch Embedded Metric Format JSON line per request")

@@ -39,6 +39,7 @@ format) are applied per sequence, so sequences of different adapters share a bat
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -97,7 +98,25 @@ def _can_pack(weight: torch.Tensor) -> bool:
     )
 
 
-QUANT_MAX_ROWS = {"int8": 2, "int4": 8, "w8a8": 64, "bf16": 1}
+def _onednn_pack(weight: torch.Tensor) -> torch.Tensor | None:
+    """``weight`` (contiguous) prepacked for oneDNN's linear, probed once against ``F.linear``; None where
+    it cannot be packed, or the ATen build or the CPU lacks the kernel for its dtype."""
+    if not _can_pack(weight):
+        return None
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 16)
+        probe = torch.randn(3, weight.shape[1], dtype=weight.dtype)
+        got = torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "")
+    except (RuntimeError, AttributeError):  # an ATen build without the oneDNN ops
+        return None
+    want = F.linear(probe, weight)
+    tol = 1e-2 if weight.dtype == torch.bfloat16 else 1e-3
+    if not torch.allclose(got.float(), want.float(), rtol=tol, atol=tol * want.abs().max().item()):
+        return None
+    return packed
+
+
+QUANT_MAX_ROWS = {"int4": 8, "bf16": 1, "int8": 2, "w8a8": 64}
 """Steps of at most this many tokens use the low-bit copy (see :class:`Linear`) unless
 :func:`measure_low_bit_rows` measured the crossover on this CPU at load (the runner does, on CPU)."""
 
@@ -157,25 +176,35 @@ def _int4_pack(weight: torch.Tensor, only_exact: bool) -> tuple[torch.Tensor, to
     return packed, scales_zeros
 
 
+def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes of ``weight`` [out, in] with one float32 scale per output channel (row)."""
+    w = weight.float()
+    scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
+    return (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8), scale
+
+
 def _bf16_pack(weight: torch.Tensor) -> torch.Tensor | None:
     """A bf16 copy of float32 ``weight`` prepacked for oneDNN, where ``weight`` holds bf16 values already
     (a bf16 checkpoint loaded as float32 on a CPU without bf16, or an imported GGUF's 8-bit output layer,
     dequantized to bf16): the copy loses nothing, and for a one-token step it reads half the bytes
     (SmolLM2's 49152x576 output layer: 3.7 ms instead of 5.7 on an Ice Lake Xeon; slower from 4 tokens on,
     which the runner measures at load). Activations are rounded to bf16, as int4's are."""
-    if weight.dtype != torch.float32 or not _can_pack(weight):
+    if weight.dtype != torch.float32:
         return None
     half = weight.to(torch.bfloat16)
     if not torch.equal(half.float(), weight):
         return None
-    try:  # oneDNN may lack bf16 on an older CPU (AVX2 only): probe it
-        packed = torch.ops.mkldnn._reorder_linear_weight(half.contiguous(), 16)
-        probe = torch.randn(3, weight.shape[1]).to(torch.bfloat16)
-        got = torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "").float()
-    except (RuntimeError, AttributeError):
-        return None
-    want = F.linear(probe.float(), weight)
-    return packed if torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item()) else None
+    return _onednn_pack(half.contiguous())  # probed: oneDNN may lack bf16 on an older (AVX2-only) CPU
+
+
+@functools.cache
+def _activation_levels() -> int:
+    """w8a8's activation codes span -levels..levels. Without VNNI the int8 dot product goes through
+    ``vpmaddubsw``, whose 16-bit sums of two products saturate for 8-bit activations
+    (255 * 127 * 2 > 32767): activations then keep to 7 bits. (Read once: /proc/cpuinfo, not per matrix.)"""
+    from nexus_llm.train.hardware import cpu_flags
+
+    return 127 if cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"} else 63
 
 
 def _w8a8_pack(weight: torch.Tensor):
@@ -185,16 +214,10 @@ def _w8a8_pack(weight: torch.Tensor):
     op = getattr(torch.ops.onednn, "qlinear_pointwise", None)
     if weight.device.type != "cpu" or op is None or not torch.backends.mkldnn.is_available():
         return None
-    from nexus_llm.train.hardware import cpu_flags
-
-    # without VNNI the int8 dot product goes through ``vpmaddubsw``, whose 16-bit sums of two products
-    # saturate for 8-bit activations (255 * 127 * 2 > 32767): activations then keep to 7 bits
-    levels = 127 if cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"} else 63
-    w = weight.float()
-    scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
-    codes = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+    levels = _activation_levels()
+    codes, scale = _int8_rows(weight)
     try:
-        zero = torch.zeros(len(w), dtype=torch.long)
+        zero = torch.zeros(len(codes), dtype=torch.long)
         packed = (
             torch.ops.onednn.qlinear_prepack(codes, None),
             scale,
@@ -202,11 +225,11 @@ def _w8a8_pack(weight: torch.Tensor):
             levels,
             torch.tensor(levels + 1.5),
         )
-        probe = torch.randn(3, w.shape[1])
+        probe = torch.randn(3, weight.shape[1])
         got = _w8a8_mm(probe, packed)
     except (RuntimeError, AttributeError):
         return None
-    want = F.linear(probe, w)
+    want = F.linear(probe, weight.float())
     if not torch.allclose(got, want, rtol=0.05, atol=0.05 * want.abs().max().item()):
         return None
     return packed
@@ -261,25 +284,12 @@ class Linear:
         self.out_features, self.in_features = weight.shape
         self.bias = bias.contiguous() if bias is not None else None
         self.weight = weight.contiguous()
-        self.packed: torch.Tensor | None = None
-        if pack and _can_pack(weight):
-            try:
-                packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, 16)
-                probe = torch.randn(3, self.in_features, dtype=weight.dtype)
-                got = torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "")
-                want = F.linear(probe, self.weight)
-                tol = 1e-2 if weight.dtype == torch.bfloat16 else 1e-3
-                if torch.allclose(got.float(), want.float(), rtol=tol, atol=tol * want.abs().max().item()):
-                    self.packed = packed
-            except (RuntimeError, AttributeError):  # an ATen build without the oneDNN ops
-                self.packed = None
+        self.packed = _onednn_pack(self.weight) if pack else None
         self.q8: tuple[torch.Tensor, torch.Tensor] | None = None
         self.q4: tuple[torch.Tensor, torch.Tensor] | None = None
         self.w8a8 = None
         if quantize == "int8" and weight.device.type == "cpu":
-            w = weight.float()
-            scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
-            q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+            q, scale = _int8_rows(weight)
             self.q8 = (q, scale.to(weight.dtype))
         elif quantize in ("int4", "auto", "w8a8"):
             # auto: only where the weights are 4-bit already. The kernel rounds its input activations to
@@ -404,7 +414,7 @@ def _weights_note(linears: list[Linear], dtype: torch.dtype) -> str:
     weight matrices), bfloat16 otherwise"."""
     base = str(dtype).removeprefix("torch.")
     tiers = []
-    for kind in ("int4", "bf16", "int8", "w8a8"):
+    for kind in QUANT_MAX_ROWS:  # every low-bit kind
         own = [lin for lin in linears if lin.low_bits == kind]
         second = [lin for lin in linears if kind == "w8a8" and lin.w8a8_rows]
         if own or second:
@@ -682,7 +692,7 @@ class LlamaRunner:
         linears = all_linears(self.lm_head, self.layers)
         if self.device.type == "cpu":  # where int4/int8 stops paying depends on the CPU
             tiered = [lin for lin in linears if lin.w8a8_rows]  # int4, then w8a8
-            for kind in ("int4", "bf16", "int8", "w8a8"):
+            for kind in QUANT_MAX_ROWS:  # every low-bit kind
                 group = [lin for lin in linears if lin.low_bits == kind and not lin.w8a8_rows]
                 if group:
                     rows = measure_low_bit_rows(group, self.dtype)
