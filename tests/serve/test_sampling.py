@@ -113,3 +113,22 @@ def test_rows_whose_draws_all_miss_a_tiny_nucleus_fall_back_to_sorting():
     logits = torch.linspace(0.0, -0.5, 1000).unsqueeze(0)  # nearly flat: token 0 alone is the nucleus
     freq = _freq(logits, 0.0005, 0, n=200)
     assert freq[0] == 1.0
+
+
+@pytest.mark.parametrize(("top_p", "top_k"), [(0.9, 0), (1.0, 5), (0.6, 3), (1.0, 0)])
+def test_a_candidate_is_accepted_exactly_when_it_lies_in_the_sorted_nucleus(top_p, top_k):
+    from nexus_llm.serve.engine.sampling import _first_in_nucleus
+
+    probs = torch.randn(3, 50, generator=torch.Generator().manual_seed(7)).mul(2).softmax(-1)
+    for token in range(50):
+        got = _first_in_nucleus(
+            probs, torch.full((3, 1), token), torch.full((3,), top_p), torch.full((3,), top_k),
+            torch.tensor([True, True, False]),
+        )  # fmt: skip
+        for row in range(2):
+            order = probs[row].argsort(descending=True).tolist()
+            before = probs[row][order].cumsum(0) - probs[row][order]
+            rank = order.index(token)
+            inside = (top_k == 0 or rank < top_k) and (top_p >= 1.0 or float(before[rank]) < top_p)
+            assert got[row] == (0 if inside else -1), (row, token)
+        assert got[2] == -1  # a greedy row is not sampled

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from nexus_llm.serve.engine.base import SamplingParams, TokenLogprob
 
@@ -161,31 +162,32 @@ def _first_in_nucleus(
 ) -> torch.Tensor:
     """Per row, the first trial whose candidate survives the row's top-p and top-k cuts (-1: none did).
 
-    Trials are checked lazily: a row leaves as soon as one of its candidates is accepted, so with
-    top_p 0.95 nearly every row costs one pass over the vocabulary instead of ``TRIALS`` (16 rows of
-    SmolLM2's 49k vocabulary: 9 ms a step before, measured on the development machine). The result is
-    the same as checking every trial.
+    Trials are checked lazily, row by row: a row stops at its first accepted candidate, so with top_p
+    0.95 nearly every row costs one pass over its vocabulary. The mass of the tokens likelier than a
+    candidate is one fused pass (``F.threshold`` keeps the probabilities above the candidate's, then a
+    sum), and the candidate's rank is counted only for rows with a ``top_k``. The batched version of
+    this (``[rows, vocab]`` differences, masks and sums: multi-MB temporaries, and a boolean mask widened
+    to int64 to be counted) took 1.6 ms for 16 rows of SmolLM2's logits (49k vocabulary) on an Ice Lake
+    Xeon, this 0.47 ms (one row: 0.26-0.37 vs 0.04-0.06 ms), with the same results.
     """
-    rows = probs.shape[0]
-    first = torch.full((rows,), -1, dtype=torch.long, device=probs.device)
-    filtered = (top_p < 1.0) | (top_k > 0)
-    first[sampled & ~filtered] = 0  # no cut: the first draw is the sample
-    pending = (sampled & filtered).nonzero().squeeze(-1)
-    for t in range(candidates.shape[1]):
-        if pending.numel() == 0:
+    first = [-1] * probs.shape[0]
+    draws = candidates.tolist()
+    for i, (p_cut, k, on) in enumerate(zip(top_p.tolist(), top_k.tolist(), sampled.tolist(), strict=True)):
+        if not on:
+            continue
+        if p_cut >= 1.0 and k <= 0:
+            first[i] = 0  # no cut: the first draw is the sample
+            continue
+        row = probs[i]
+        for t, token in enumerate(draws[i]):
+            p = float(row[token])
+            if k > 0 and int(torch.count_nonzero(row > p)) >= k:
+                continue  # k or more tokens are likelier: outside the top k
+            if p_cut < 1.0 and float(F.threshold(row, p, 0.0).sum()) >= p_cut:
+                continue  # the likelier tokens already hold top_p of the mass: outside the nucleus
+            first[i] = t
             break
-        sub = probs if pending.numel() == rows else probs.index_select(0, pending)
-        p_cand = sub.gather(-1, candidates[pending, t : t + 1])
-        # rank: tokens likelier than the candidate; mass_before: their total probability, as
-        # sum(relu(p - p_cand)) + p_cand * rank (cheap passes: a masked sum was 8x slower at 16 rows)
-        above = sub - p_cand
-        rank = (above > 0).sum(dim=-1)
-        mass_before = above.clamp_(min=0).sum(dim=-1) + p_cand.squeeze(-1) * rank
-        k = top_k[pending]
-        ok = (mass_before < top_p[pending]) & ((k == 0) | (rank < k))
-        first[pending[ok]] = t
-        pending = pending[~ok]
-    return first
+    return torch.tensor(first, dtype=torch.long, device=probs.device)
 
 
 def _sample_sorted(probs: torch.Tensor, top_p: torch.Tensor, top_k: torch.Tensor, u: torch.Tensor):
