@@ -37,6 +37,7 @@ import argparse
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -451,9 +452,8 @@ def run_real(args) -> dict:
                 port = free_port()
                 cmd, env = command(c, port)
                 print(f"round {r + 1}, c={c}: {name}", flush=True)
-                with Server(
-                    name, cmd, port, env, OUT / f"serve-{name.split()[0].replace(chr(39), '')}.log"
-                ) as s:
+                log = OUT / f"serve-{re.sub(r'[^A-Za-z0-9.]+', '-', name).strip('-')}.log"  # one per row
+                with Server(name, cmd, port, env, log) as s:
                     result = measure(s.url, api, c, args)
                 results[name][c].append(result)
                 print(f"  {result['tokens_per_s']:8.1f} tok/s, errors {result['errors'] or 0}, "
