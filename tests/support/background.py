@@ -1,12 +1,14 @@
 """Long subprocesses that start when the session does and are read by the test that needs them.
 
-The real fine-tuning run (tests/pipeline/test_finetune_real.py, about 7 minutes of 2 CPU cores) is most
-of the suite's time, yet much of the rest of the suite waits on servers, JVMs and sockets with a core
-idle. So when that module is collected, :func:`pytest_collection_modifyitems` (hooked from
+The real fine-tuning run (tests/pipeline/test_finetune_real.py, about 7 minutes of 2 CPU cores) was a
+third of the suite's time when it ran in turn, while much of the rest of the suite waits on servers, JVMs
+and sockets with a core idle. So when that module is collected, :func:`pytest_collection_modifyitems` (hooked from
 tests/conftest.py) starts the run in the background at the lowest CPU priority (``nice`` 19: the other
 tests' processes take the CPU whenever they want it, timing tests included) and moves the module's tests
 to the end of the session; its fixture then waits for the run with :func:`result`. The command, and so
-what is tested, is the same as running it in the fixture; only the timing changes.
+what is tested, is the same as running it in the fixture; only the timing changes. Measured on the
+2-core Ice Lake Xeon: the whole suite took 1,168 s with the run in turn and 884 s with it in the
+background and the extras installed with `--no-compile` (630 passed both times).
 """
 
 from __future__ import annotations
