@@ -80,10 +80,11 @@ def smollm2_dir(smollm2_gguf, tmp_path_factory) -> Path:
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection
 def pytest_collection_modifyitems(session, config, items):
     """Modules with a ``start_early()`` start their long run now and go last (tests/support/background.py)."""
-    early = {item.module for item in items if hasattr(getattr(item, "module", None), "start_early")}
+    module = {item: getattr(item, "module", None) for item in items}
+    early = {m for m in module.values() if hasattr(m, "start_early")}
     if not early or config.option.collectonly:
         return
-    items[:] = [i for i in items if i.module not in early] + [i for i in items if i.module in early]
+    items[:] = [i for i in items if module[i] not in early] + [i for i in items if module[i] in early]
     for module in early:
         module.start_early()
 

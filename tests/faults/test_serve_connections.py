@@ -7,8 +7,8 @@ second and never finish it; then 1,000 more connections, all open at the same ti
 one ``/generate`` request at a moment spread over 5 seconds (200 requests a second, far more than the
 model may serve: the excess is refused with 429) and reads the answer; and a ``/health`` probe on a
 fresh connection every 50 ms throughout. The whole load runs three times: memory may grow in the first
-rounds as the allocator settles, but not by much in every one of them. Raw asyncio sockets keep the client cheap enough to run beside the
-server on two cores.
+rounds as the allocator settles, but not by much in every one of them. Raw asyncio sockets keep the
+client cheap enough to run beside the server on two cores.
 
 (The same 1,000 requests sent in one instant instead held ``/health`` up to about 0.8 s on the shared
 2-core development VM: the event loop works through the burst's requests, 429s included, before the

@@ -2,7 +2,7 @@
 
 The real fine-tuning run (tests/pipeline/test_finetune_real.py, about 7 minutes of 2 CPU cores) was a
 third of the suite's time when it ran in turn, while much of the rest of the suite waits on servers, JVMs
-and sockets with a core idle. So when that module is collected, :func:`pytest_collection_modifyitems` (hooked from
+and sockets with a core idle. So when that module is collected, ``pytest_collection_modifyitems`` (in
 tests/conftest.py) starts the run in the background at the lowest CPU priority (``nice`` 19: the other
 tests' processes take the CPU whenever they want it, timing tests included) and moves the module's tests
 to the end of the session; its fixture then waits for the run with :func:`result`. The command, and so
