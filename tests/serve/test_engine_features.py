@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, MistralConfig
 
+from nexus_llm.serve.engine import native
 from nexus_llm.serve.engine.base import SamplingParams, Unsupported
 from nexus_llm.serve.engine.batching import BatchingEngine
 from nexus_llm.serve.engine.llama import Linear, LlamaRunner, all_linears, unsupported_reason
@@ -339,13 +340,17 @@ def test_auto_quantize_uses_int4_only_where_the_weights_are_4bit_already(hf_mode
     assert runner.layers[0].qkv.q4 is not None and runner.weights_note.startswith("int4")
     rows = runner.layers[0].qkv.max_rows  # measured at load: where int4 stops beating the dense weights
     assert rows in (0, *CALIBRATION_ROWS)
-    assert all(lin.max_rows == rows for lin in _linears(runner) if lin.low_bits)
+    assert all(lin.max_rows == rows for lin in _linears(runner) if lin.low_bits == "int4")
+    # the output layer of a 4-bit model: 8-bit blocks where the native kernels are built (else as it was)
+    head = runner.lm_head
+    assert head.low_bits == ("int8" if native.kernels() is not None else plain.lm_head.low_bits)
+    assert head.max_rows in (0, *CALIBRATION_ROWS)
     with torch.inference_mode():
         assert runner.add(0, 64)
         got = runner.forward([Work(0, [5, 9, 11], 0, "last")])[0]
         want = four_bit(torch.tensor([[5, 9, 11]])).logits[0, -1:].float()
     assert (got - want).abs().max() < 0.02 * want.abs().max() and got.argmax() == want.argmax()
-    if rows >= 3:  # int4 ran that step, with activations rounded to bf16: not the model's exact logits
+    if rows >= 3:  # int4 ran that step, with activations rounded to 8 bits: not the model's exact logits
         assert (got - want).abs().max() > 1e-5
     with torch.inference_mode():  # a step that scores a prompt runs on the dense weights: exact
         assert runner.add(1, 64)
@@ -391,7 +396,7 @@ def test_w8a8_on_a_4bit_model_keeps_int4_for_the_fewest_tokens_then_takes_over(f
 def test_auto_keeps_a_bf16_copy_where_float32_weights_hold_bf16_values(hf_model):
     import copy
 
-    from nexus_llm.serve.engine.llama import _bf16_pack
+    from nexus_llm.serve.engine.llama import _bf16_pack, _onednn_pack
 
     assert _bf16_pack(hf_model.lm_head.weight.detach()) is None  # random float32: bf16 would lose bits
     model = copy.deepcopy(hf_model)  # a bf16 checkpoint loaded as float32, as on a CPU without bf16
@@ -399,6 +404,10 @@ def test_auto_keeps_a_bf16_copy_where_float32_weights_hold_bf16_values(hf_model)
         for p in model.parameters():
             p.copy_(p.bfloat16().float())
     runner = LlamaRunner(model, context_length=512, kv_budget_bytes=64 << 20, quantize="auto")
+    if _onednn_pack(torch.eye(32, dtype=torch.bfloat16)) is None:  # oneDNN has no bf16 on this CPU (AVX2)
+        assert all(lin.b16 is None and lin.low_bits is None for lin in _linears(runner))
+        assert runner.weights_note == "float32"
+        return
     for lin in _linears(runner):
         # measured at load: kept for the steps where it is faster, freed where it never is
         assert (lin.low_bits == "bf16") == (lin.b16 is not None) == (lin.max_rows > 0)
