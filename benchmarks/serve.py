@@ -34,6 +34,7 @@ Servers alternate: each level runs every server in turn, in an order rotated fro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -249,7 +250,7 @@ def kernels(model_dir: Path) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-    from nexus_llm.serve.engine import llama
+    from nexus_llm.serve.engine import llama, native
     from nexus_llm.serve.engine.runner import Work
 
     warnings.filterwarnings("ignore")
@@ -278,18 +279,37 @@ def kernels(model_dir: Path) -> str:
         return min(times) * 1000
 
     name = str(dtype).removeprefix("torch.")
-    paths = [(f"{name}, prepacked for oneDNN (dense)", "none", "dense"), ("int4 (bf16 activations)", "int4", "low"),
-             ("int8 weight-only, _weight_int8pack_mm", "int8", "low"),
-             ("w8a8: int8 weights, per-token int8 activations (oneDNN)", "w8a8", "low")]  # fmt: skip
+    built = native.kernels()
+
+    @contextlib.contextmanager
+    def torch_kernels():
+        """The runner as it is without the native kernels (no compiler, or NEXUS_NATIVE_KERNELS=0)."""
+        saved, llama.kernels = llama.kernels, lambda: None
+        try:
+            yield
+        finally:
+            llama.kernels = saved
+
+    # (label, quantize, path, native kernels on)
+    paths = [(f"{name}, prepacked for oneDNN (dense)", "none", "dense", False),
+             ("int4, torch's kernel (bf16 activations)", "int4", "low", False),
+             ("int4, native (int8 block activations)", "int4", "low", True),
+             ("int8 weight-only, torch's _weight_int8pack_mm (per channel)", "int8", "low", False),
+             ("int8 weight-only, native (blocks of 32, int8 block activations)", "int8", "low", True),
+             ("w8a8: int8 weights, per-token int8 activations (oneDNN)", "w8a8", "low", False)]  # fmt: skip
+    if built is None:
+        paths = [p for p in paths if not p[3]]
     lines = [
-        f"threads {torch.get_num_threads()}, dense dtype {name}",
+        f"threads {torch.get_num_threads()}, dense dtype {name}, native kernels: "
+        + (built.__file__ if built else f"off ({native.unavailable_reason() or 'build failed'})"),
         "",
         "| weight matrices (all once) | 1 row (ms) | 16 rows (ms) | 64 rows (ms) |",
         "| --- | ---: | ---: | ---: |",
     ]
     with torch.inference_mode():
-        for label, quantize, path in paths:
-            r = runner(model, quantize)
+        for label, quantize, path, on in paths:
+            with contextlib.nullcontext() if on else torch_kernels():
+                r = runner(model, quantize)
             lins = llama.all_linears(r.lm_head, r.layers)
             if path == "low" and not any(lin.low_bits for lin in lins):
                 lines.append(f"| {label} | not available in this torch build | | |")
@@ -316,9 +336,17 @@ def kernels(model_dir: Path) -> str:
         _, base = decode_loss(runner(m32))
         lines += ["", "| decode steps through | log-loss (nats/token) | next-token argmax = float32's |",
                   "| --- | ---: | ---: |"]  # fmt: skip
-        for label, m, quantize in (("float32", m32, "none"), (f"{name} (nexus default dense)", model, "none"),
-                                   ("int4", m32, "int4"), ("int8 weight-only", m32, "int8"), ("w8a8", m32, "w8a8")):  # fmt: skip
-            value, arg = decode_loss(runner(m, quantize))
+        for label, m, quantize, on in (
+            ("float32", m32, "none", False), (f"{name} (nexus default dense)", model, "none", False),
+            ("int4, torch's kernel", m32, "int4", False), ("int4, native", m32, "int4", True),
+            ("int4 layers + 8-bit block output layer, native (`auto` on a 4-bit model)", m32, "auto", True),
+            ("int8 weight-only, torch's kernel", m32, "int8", False), ("int8 weight-only, native", m32, "int8", True),
+            ("w8a8", m32, "w8a8", False)):  # fmt: skip
+            if on and built is None:
+                continue
+            with contextlib.nullcontext() if on else torch_kernels():
+                r = runner(m, quantize)
+            value, arg = decode_loss(r)
             lines.append(f"| {label} | {value:.3f} | {(arg == base).float().mean():.1%} |")
         lines += [
             "",
