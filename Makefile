@@ -34,7 +34,7 @@ $(SMOLLM2): | $(STAMP)
 
 # The serving engine's native CPU kernels (g++ and ninja; about 40 s once). Without a compiler `nexus serve`
 # keeps torch's kernels, so this step does not fail set-up; CI's test of the kernels does.
-$(KERNELS): src/nexus_llm/serve/engine/kernels/blockq.cpp | $(STAMP)
+$(KERNELS): src/nexus_llm/serve/engine/kernels/cpu.cpp | $(STAMP)
 	$(BIN)/python -m nexus_llm.serve.engine.native || echo "(nexus serve will use torch's kernels)"
 	touch $@
 

@@ -63,6 +63,8 @@ def test_the_fast_runner_gives_transformers_logits_for_prefill_chunks_and_decode
     torch.manual_seed(0)
     prompts = [torch.randint(3, 300, (n,)).tolist() for n in (9, 40)]
     runner = LlamaRunner(hf_model, context_length=512, kv_budget_bytes=64 << 20)
+    # float32 on a CPU: RMSNorm and decode attention through the native kernels, where they are built
+    assert (runner.native is not None) == (native.kernels() is not None)
     with torch.inference_mode():
         assert runner.add(0, 100) and runner.add(1, 100)
         first = runner.forward([Work(0, prompts[0], 0, "all"), Work(1, prompts[1][:25], 0, "none")])

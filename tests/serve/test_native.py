@@ -1,4 +1,4 @@
-"""The native block-quantized kernels (kernels/blockq.cpp) against a float32 reference computed in torch."""
+"""The native CPU kernels (kernels/cpu.cpp) against references computed in torch."""
 
 import pytest
 import torch
@@ -104,3 +104,37 @@ def test_linear_takes_the_native_path_for_few_rows_and_the_dense_weights_otherwi
 def test_the_kernels_can_be_turned_off(monkeypatch):
     monkeypatch.setenv(native.DISABLE_ENV, "0")
     assert native.unavailable_reason() == f"{native.DISABLE_ENV}=0"
+
+
+@pytest.mark.parametrize("rows", [1, 3, 40])
+def test_rms_norm_and_the_fused_residual_add_match_torch(kernels, rows):
+    torch.manual_seed(rows)
+    x, residual, weight = torch.randn(rows, 100), torch.randn(rows, 100), torch.rand(100) + 0.5
+    want = F.rms_norm(x, (100,), weight, 1e-5)
+    torch.testing.assert_close(kernels.rms_norm(x, weight, 1e-5), want, atol=1e-5, rtol=1e-5)
+    summed = x + residual
+    h = kernels.add_rms_norm_(x, residual, weight, 1e-5)  # x += residual, in place
+    torch.testing.assert_close(x, summed, atol=0, rtol=0)
+    torch.testing.assert_close(h, F.rms_norm(summed, (100,), weight, 1e-5), atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="norm weight"):
+        kernels.rms_norm(x, torch.ones(99), 1e-5)
+
+
+def test_decode_attention_reads_each_rows_slot_up_to_its_own_length(kernels):
+    torch.manual_seed(4)
+    slots, kvh, cap, hd, groups = 5, 3, 40, 16, 3
+    keys, values = torch.randn(slots, kvh, cap, hd), torch.randn(slots, kvh, cap, hd)
+    rows_slots, lengths = torch.tensor([3, 0, 4]), torch.tensor([7, 40, 1])
+    q = torch.randn(3, kvh, groups, hd)
+    got = kernels.decode_attention(q, keys, values, rows_slots, lengths, hd**-0.5)
+    for r in range(3):
+        s, n = int(rows_slots[r]), int(lengths[r])
+        # [kvh, groups, hd] queries over [kvh, n, hd] keys: the KV head's queries are its groups
+        want = F.scaled_dot_product_attention(q[r], keys[s, :, :n], values[s, :, :n])
+        torch.testing.assert_close(got[r].view(kvh, groups, hd), want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="out of range"):
+        kernels.decode_attention(q, keys, values, rows_slots, torch.tensor([7, 41, 1]), 1.0)
+    with pytest.raises(RuntimeError, match="out of range"):
+        kernels.decode_attention(q, keys, values, torch.tensor([3, 5, 4]), lengths, 1.0)
+    with pytest.raises(RuntimeError, match="contiguous float32"):
+        kernels.decode_attention(q.transpose(1, 2), keys, values, rows_slots, lengths, 1.0)

@@ -753,6 +753,10 @@ class LlamaRunner:
                 for lin in tiered:
                     lin.max_rows, lin.w8a8_rows = first, then
         self.weights_note = _weights_note(linears, self.dtype)
+        # RMSNorm and one-token attention through the native kernels (float32 on a CPU: see native.py)
+        self.native = kernels() if self.device.type == "cpu" and self.dtype == torch.float32 else None
+        if self.native is not None and self.head_dim % 8:
+            self.native = None
         self.packed = self.lm_head.packed is not None
         positions = torch.arange(context_length, device=self.device)[None]
         cos, sin = inner.rotary_emb(torch.zeros(1, dtype=self.dtype, device=self.device), positions)
@@ -877,11 +881,16 @@ class LlamaRunner:
                 if len(rows) == x.shape[0]
                 else x.index_select(0, torch.tensor(rows, dtype=torch.long, device=dev))
             )
-            logits = self.lm_head(F.rms_norm(h, (h.shape[-1],), self.norm, self.eps), exact).float()
+            logits = self.lm_head(self._norm(h, self.norm), exact).float()
             for i, span in zip(order, spans, strict=True):
                 if span is not None:
                     results[i] = logits[span[0] : span[0] + span[1]]
         return results
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.native is not None:
+            return self.native.rms_norm(x, weight, self.eps)
+        return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
 
     def _cache_views(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer, its keys and values ``[slots, kv_heads, capacity, head_dim]`` (views of the cache,
@@ -900,6 +909,8 @@ class LlamaRunner:
         width = max(lengths)
         contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
         index = None if contiguous else torch.tensor(slots, dtype=torch.long, device=dev)
+        if self.native is not None:  # the native kernel reads each row's own slot and length: no mask
+            return slots[0], len(slots), torch.tensor(slots), width, torch.tensor(lengths)
         visible = None  # every row sees all ``width`` columns: no mask (the kernel is faster without)
         if min(lengths) != width:
             rows = torch.tensor(lengths, device=dev)
@@ -933,7 +944,7 @@ class LlamaRunner:
     def _layer(self, index, layer: _Layer, x, cos, sin, kv, kv_rows, dec, segments, lora, exact=False):
         n = x.shape[0]
         hd, heads, kvh = self.head_dim, self.heads, self.kv_heads
-        h = F.rms_norm(x, (x.shape[-1],), layer.norm1, self.eps)
+        h = self._norm(x, layer.norm1)
         qkv = layer.qkv(h, exact)
         if lora:
             self._lora(lora, index, "q_proj", h, qkv, 0)
@@ -948,7 +959,15 @@ class LlamaRunner:
         out = None
         if segments:
             out = torch.empty((n, heads * hd), dtype=x.dtype, device=x.device)
-        if dec is not None:
+        if dec is not None and self.native is not None:
+            _, rows, slots, _, lengths = dec
+            qd = q[:rows].contiguous().view(rows, kvh, self.groups, hd)  # q is a slice of q and k
+            o = self.native.decode_attention(qd, keys, values, slots, lengths, self.scale)
+            if out is None:
+                out = o
+            else:
+                out[:rows] = o
+        elif dec is not None:
             first, rows, sel, width, visible = dec
             if sel is None:
                 kd, vd = keys[first : first + rows, :, :width], values[first : first + rows, :, :width]
@@ -975,8 +994,11 @@ class LlamaRunner:
         attn = layer.o(out, exact)
         if lora:
             self._lora(lora, index, "o_proj", out, attn)
-        x = x + attn
-        h = F.rms_norm(x, (x.shape[-1],), layer.norm2, self.eps)
+        if self.native is not None:
+            h = self.native.add_rms_norm_(x, attn, layer.norm2, self.eps)  # x += attn
+        else:
+            x = x + attn
+            h = F.rms_norm(x, (x.shape[-1],), layer.norm2, self.eps)
         gate_up = layer.gate_up(h, exact)
         if lora:
             self._lora(lora, index, "gate_proj", h, gate_up, 0)

@@ -1,11 +1,13 @@
-"""The block-quantized CPU kernels in ``kernels/blockq.cpp``, compiled on first use.
+"""The CPU kernels for decode steps in ``kernels/cpu.cpp``, compiled on first use.
 
 torch ships no fast path for a decode step on a CPU with AVX2 but without AVX-512: its int4 kernel
 dequantizes every weight to floating point before multiplying, and its int8 weight-only kernel has no
 vectorised AVX2 path (SmolLM2-135M's 49152x576 output layer: 14 ms for one token, against 5 ms in
-float32). ``blockq.cpp`` multiplies on 8-bit integers the way llama.cpp does (weights in blocks of 32
-columns with their own scales, activations quantized per block on the fly); docs/serve.md has the
-timings. It is built once with torch's C++ extension loader (g++ and ninja, about 40 s on 2 cores) into
+float32). ``cpu.cpp`` multiplies on 8-bit integers the way llama.cpp does (weights in blocks of 32
+columns with their own scales, activations quantized per block on the fly). It also holds the small
+operators a one-token step is made of, where torch pays a dispatch and an allocation per operator: RMSNorm
+in one pass (torch runs five operators) and attention for one query token per sequence (torch's
+flash-attention kernel tiles for long queries). docs/serve.md has the timings. It is built once with torch's C++ extension loader (g++ and ninja, about 40 s on 2 cores) into
 torch's extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), which every
 later process reuses (``make setup`` builds it).
 Without a compiler, or on a CPU without AVX2 and FMA, :func:`kernels` returns None and the runner keeps
@@ -23,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).parent / "kernels" / "blockq.cpp"
+SOURCE = Path(__file__).parent / "kernels" / "cpu.cpp"
 DISABLE_ENV = "NEXUS_NATIVE_KERNELS"
 """Set to ``0`` to keep torch's kernels (no build, no native code)."""
 
@@ -53,23 +55,24 @@ def _pip_ninja() -> bool:
 
 @functools.cache
 def kernels() -> Any | None:
-    """The compiled module (``q4_mm``, ``q8_mm``), building it the first time; None where it cannot be."""
+    """The compiled module (``q4_mm``, ``q8_mm``, ``rms_norm``, ``add_rms_norm_``, ``decode_attention``),
+    building it the first time; None where it cannot be."""
     reason = unavailable_reason()
     if reason:
-        log.info("native block-quantized kernels off: %s", reason)
+        log.info("native CPU kernels off: %s", reason)
         return None
     from torch.utils.cpp_extension import load
 
     try:
         return load(
-            name="nexus_blockq",
+            name="nexus_cpu_kernels",
             sources=[str(SOURCE)],
             extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
     except (RuntimeError, OSError, ImportError) as exc:  # a failed compile: keep torch's kernels
-        log.warning("could not build the native block-quantized kernels (%s); using torch's", exc)
+        log.warning("could not build the native CPU kernels (%s); using torch's", exc)
         return None
 
 

@@ -1,5 +1,5 @@
-// Block-quantized matrix products for CPU decode steps (AVX2 + FMA), built on first use by
-// nexus_llm/serve/engine/native.py.
+// CPU kernels for decode steps (AVX2 + FMA), built on first use by nexus_llm/serve/engine/native.py:
+// block-quantized matrix products, RMSNorm in one pass, and attention for one query token per sequence.
 //
 // Weights are stored the way llama.cpp stores Q4_1 and Q8_0 tensors: blocks of 32 input columns, each
 // with its own float scale (and, for 4-bit, its own minimum), so an imported GGUF's weights are
@@ -12,12 +12,17 @@
 //       weight = code * d + m, codes 0..15: byte j of a block holds code j (low nibble) and code j + 16
 //   q8_mm(x [M, K] f32, w [N, K] i8, d [N, K/32] f32) -> [M, N] f32
 //       weight = code * d, codes -127..127
+//   rms_norm(x [M, H] f32, w [H] f32, eps) -> [M, H];  add_rms_norm_(x, residual, w, eps): x += residual, then
+//       rms_norm(x)
+//   decode_attention(q [rows, kv_heads, groups, hd], keys, values [slots, kv_heads, capacity, hd],
+//       slots [rows] i64, lengths [rows] i64, scale) -> [rows, kv_heads * groups * hd]
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace {
 
@@ -229,9 +234,156 @@ torch::Tensor q8_mm(torch::Tensor x, torch::Tensor w, torch::Tensor d) {
   });
 }
 
+// ---------------------------------------------------------------- the small operators of a decode step
+// torch runs RMSNorm on a CPU as five operators (pow, mean, add, rsqrt, mul) plus the weight; for one
+// token each costs a dispatch and an allocation, about 40 us per norm. Here it is one pass over the row.
+
+inline float sum_squares(const float* x, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    acc = _mm256_fmadd_ps(v, v, acc);
+  }
+  float s = hsum(acc);
+  for (; i < n; ++i) s += x[i] * x[i];
+  return s;
+}
+
+inline void scale_row(const float* x, const float* w, float r, float* out, int64_t n) {
+  const __m256 rv = _mm256_set1_ps(r);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), rv), _mm256_loadu_ps(w + i)));
+  }
+  for (; i < n; ++i) out[i] = x[i] * r * w[i];
+}
+
+void check_rows(const torch::Tensor& x, const torch::Tensor& w) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32 && x.is_contiguous(),
+              "x must be a contiguous float32 [M, H] tensor");
+  TORCH_CHECK(w.dim() == 1 && w.scalar_type() == torch::kFloat32 && w.is_contiguous() && w.size(0) == x.size(1),
+              "the norm weight must be float32 [H]");
+}
+
+// x * rsqrt(mean(x^2) + eps) * w, row by row
+torch::Tensor rms_norm(torch::Tensor x, torch::Tensor w, double eps) {
+  check_rows(x, w);
+  const int64_t M = x.size(0), H = x.size(1);
+  torch::Tensor out = torch::empty_like(x);
+  const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, M, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float inv = 1.0f / std::sqrt(sum_squares(xp + r * H, H) / H + static_cast<float>(eps));
+      scale_row(xp + r * H, wp, inv, op + r * H, H);
+    }
+  });
+  return out;
+}
+
+// x += residual (in place), then returns rms_norm(x): a layer's two residual adds and the norms after them
+torch::Tensor add_rms_norm_(torch::Tensor x, torch::Tensor residual, torch::Tensor w, double eps) {
+  check_rows(x, w);
+  TORCH_CHECK(residual.sizes() == x.sizes() && residual.scalar_type() == torch::kFloat32 && residual.is_contiguous(),
+              "the residual must be a contiguous float32 tensor shaped like x");
+  const int64_t M = x.size(0), H = x.size(1);
+  torch::Tensor out = torch::empty_like(x);
+  float* xp = x.data_ptr<float>();
+  const float *rp = residual.data_ptr<float>(), *wp = w.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, M, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = xp + r * H;
+      const float* res = rp + r * H;
+      int64_t i = 0;
+      for (; i + 8 <= H; i += 8) _mm256_storeu_ps(row + i, _mm256_add_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(res + i)));
+      for (; i < H; ++i) row[i] += res[i];
+      const float inv = 1.0f / std::sqrt(sum_squares(row, H) / H + static_cast<float>(eps));
+      scale_row(row, wp, inv, op + r * H, H);
+    }
+  });
+  return out;
+}
+
+// Attention of one new token per sequence over its cached keys and values (a decode step), for grouped
+// queries: q [rows, kv_heads, groups, hd]; keys/values [slots, kv_heads, capacity, hd] (a layer's cache);
+// row r reads slot slots[r] and its first lengths[r] positions. torch's flash-attention kernel tiles for
+// long queries and pays that set-up per (row, head) for these 1-token ones, and a batch of rows of
+// different lengths needs a mask tensor; here each (row, kv head) is one pass over its keys and values.
+torch::Tensor decode_attention(torch::Tensor q, torch::Tensor keys, torch::Tensor values, torch::Tensor slots,
+                               torch::Tensor lengths, double scale) {
+  TORCH_CHECK(q.dim() == 4 && q.scalar_type() == torch::kFloat32 && q.is_contiguous(),
+              "q must be a contiguous float32 [rows, kv_heads, groups, head_dim] tensor");
+  TORCH_CHECK(keys.dim() == 4 && keys.scalar_type() == torch::kFloat32 && keys.is_contiguous() &&
+                  values.sizes() == keys.sizes() && values.scalar_type() == torch::kFloat32 && values.is_contiguous(),
+              "keys and values must be contiguous float32 [slots, kv_heads, capacity, head_dim] tensors");
+  const int64_t rows = q.size(0), kvh = q.size(1), groups = q.size(2), hd = q.size(3);
+  const int64_t nslots = keys.size(0), cap = keys.size(2);
+  TORCH_CHECK(keys.size(1) == kvh && keys.size(3) == hd, "q and the cache disagree on heads or head_dim");
+  TORCH_CHECK(hd % 8 == 0, "head_dim must be a multiple of 8");
+  TORCH_CHECK(slots.scalar_type() == torch::kLong && lengths.scalar_type() == torch::kLong && slots.numel() == rows &&
+                  lengths.numel() == rows && slots.is_contiguous() && lengths.is_contiguous(),
+              "slots and lengths must be int64 [rows]");
+  const int64_t *sp = slots.data_ptr<int64_t>(), *lp = lengths.data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    TORCH_CHECK(sp[r] >= 0 && sp[r] < nslots && lp[r] >= 1 && lp[r] <= cap, "a slot or length is out of range");
+  }
+  torch::Tensor out = torch::empty({rows, kvh * groups * hd}, torch::kFloat32);
+  const float *qp = q.data_ptr<float>(), *kp = keys.data_ptr<float>(), *vp = values.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, rows * kvh, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> scores;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t r = t / kvh, h = t % kvh, len = lp[r];
+      const float* K = kp + ((sp[r] * kvh + h) * cap) * hd;
+      const float* V = vp + ((sp[r] * kvh + h) * cap) * hd;
+      scores.resize(groups * len);
+      for (int64_t g = 0; g < groups; ++g) {
+        const float* qg = qp + ((r * kvh + h) * groups + g) * hd;
+        float* s = scores.data() + g * len;
+        float top = -INFINITY;
+        for (int64_t p = 0; p < len; ++p) {
+          __m256 acc = _mm256_setzero_ps();
+          for (int64_t i = 0; i < hd; i += 8) {
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(qg + i), _mm256_loadu_ps(K + p * hd + i), acc);
+          }
+          s[p] = hsum(acc) * static_cast<float>(scale);
+          top = std::max(top, s[p]);
+        }
+        float total = 0.0f;
+        for (int64_t p = 0; p < len; ++p) {
+          s[p] = std::exp(s[p] - top);
+          total += s[p];
+        }
+        const float inv = 1.0f / total;
+        for (int64_t p = 0; p < len; ++p) s[p] *= inv;
+      }
+      // out_g = sum_p s_g[p] * V[p], every group in one pass over V
+      for (int64_t i = 0; i < hd; i += 8) {
+        __m256 acc[16];
+        const int64_t ng = std::min<int64_t>(groups, 16);
+        for (int64_t g0 = 0; g0 < groups; g0 += ng) {
+          const int64_t gn = std::min<int64_t>(ng, groups - g0);
+          for (int64_t g = 0; g < gn; ++g) acc[g] = _mm256_setzero_ps();
+          for (int64_t p = 0; p < len; ++p) {
+            const __m256 v = _mm256_loadu_ps(V + p * hd + i);
+            for (int64_t g = 0; g < gn; ++g) acc[g] = _mm256_fmadd_ps(_mm256_set1_ps(scores[(g0 + g) * len + p]), v, acc[g]);
+          }
+          for (int64_t g = 0; g < gn; ++g) _mm256_storeu_ps(op + ((r * kvh + h) * groups + g0 + g) * hd + i, acc[g]);
+        }
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("q4_mm", &q4_mm, "x @ W.T with 4-bit block weights (code * d + m) and int8 block activations");
   m.def("q8_mm", &q8_mm, "x @ W.T with 8-bit block weights (code * d) and int8 block activations");
+  m.def("rms_norm", &rms_norm, "x * rsqrt(mean(x^2) + eps) * w, row by row (float32)");
+  m.def("add_rms_norm_", &add_rms_norm_, "x += residual in place, then rms_norm(x)");
+  m.def("decode_attention", &decode_attention, "one query token per row over its slot's cached keys/values");
 }
