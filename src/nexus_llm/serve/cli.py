@@ -123,7 +123,10 @@ def _quantize_label(quantize: str) -> str:
     kind = "int4" if quantize == "auto" else quantize
     steps = f"{kind} for steps of few tokens (how many is measured at load)"
     if quantize == "auto":
-        return f"auto: {steps} where the weights are 4-bit already (lossless weights), else none"
+        return (
+            f"auto: {steps} where the weights are 4-bit already (lossless weights; the output layer in "
+            "8-bit blocks), else none"
+        )
     return steps
 
 

@@ -88,11 +88,12 @@ class ServeConfig(StrictModel):
     quantize: Literal["auto", "none", "int4", "int8", "w8a8"] = Field(
         "auto",
         description="low-bit weight copies for steps of few tokens (fast runner, CPU): auto = int4 where "
-        "the weights are 4-bit already (an imported Q4 GGUF: the weights lose nothing; activations are rounded "
-        "to bf16 as in llama.cpp, and prompt scoring stays on the dense weights), else none; int4 / int8 = "
-        "always (faster for one or a few streams, slightly less exact); w8a8 = int8 weights and per-token int8 "
-        "activations (oneDNN; the fastest for many streams on CPUs without bf16, at a measured accuracy cost); "
-        "none = the dtype's weights only",
+        "the weights are 4-bit already (an imported Q4 GGUF: the layers' weights lose nothing), with the "
+        "output layer in 8-bit blocks as in llama.cpp's Q4 files; activations are rounded to 8 bits per block "
+        "of 32 (the native AVX2 kernels, as llama.cpp does) or to bf16 (torch's kernel), and prompt scoring "
+        "stays on the dense weights; else none. int4 / int8 = always (faster for one or a few streams, "
+        "slightly less exact); w8a8 = int8 weights and per-token int8 activations (oneDNN; the fastest for "
+        "many streams on CPUs with AVX-512 VNNI, at a measured accuracy cost); none = the dtype's weights only",
     )
     emf: bool = Field(True, description="one CloudWatch Embedded Metric Format JSON line per request")
     access_log: bool = Field(False, description="uvicorn's access log (EMF lines already cover requests)")
