@@ -49,10 +49,14 @@ HEALTH_LIMIT_S = 0.100
 # +80.5/+45.4 MiB in two runs without the prefix cache; a second round alone read +23 to +113 MiB, the
 # last in a full-suite run), while a leak grows every round (a fake leak of 150 KiB per request, put in the
 # server for a check: +216.6 and +227.9 MiB). A round's peak over its start is not a leak measure either:
-# it counts the memory in flight.
-ROUNDS = 3
+# it counts the memory in flight. On a 2-core AMD EPYC (AVX2), three rounds alone: +15.7/+38.3 and
+# +96.0/+37.5 MiB (the second without the native kernels); in a full-suite run (the background fine-tune
+# on the same cores): +103.9/+107.6, so a fourth round (alone: +42.7/+22.8/+14.8), and a limit that still
+# fails the fake leak by a wide margin. Calling glibc's malloc_trim when the engine went idle did not
+# lower them (+144.5/+37.5 and +107.2/+35.2), so the server does not.
+ROUNDS = 4
 BURST_LIMIT_MB = 400
-RETAINED_LIMIT_MB = 100
+RETAINED_LIMIT_MB = 128
 
 
 def _free_port() -> int:

@@ -316,9 +316,10 @@ class Linear:
                 q, scale = _int8_rows(weight)
                 self.q8 = (q, scale.to(weight.dtype))
         elif quantize in ("int4", "auto", "w8a8"):
-            # auto: only where the weights are 4-bit already. The kernel rounds its input activations to
-            # bf16 (as llama.cpp's BF16 and Q4 matmuls do), which on a float32 model moves log-likelihoods
-            # by about 3e-3: the runner scores prompts (prompt logprobs) through the dense weights
+            # auto: only where the weights are 4-bit already. The kernels round their input activations
+            # (native: to 8 bits per block of 32, as llama.cpp's Q4 matmuls do; torch's: to bf16), which
+            # moves log-likelihoods slightly: the runner scores prompts (prompt logprobs) through the dense
+            # weights
             self.q4 = _int4_pack(self.weight, only_exact=quantize != "int4")
         if quantize == "w8a8":
             self.w8a8 = _w8a8_pack(self.weight)

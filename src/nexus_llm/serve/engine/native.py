@@ -8,8 +8,9 @@ columns with their own scales, activations quantized per block on the fly). It a
 operators a one-token step is made of, where torch pays a dispatch and an allocation per operator: RMSNorm
 in one pass (torch runs five operators) and attention for one query token per sequence (torch's
 flash-attention kernel tiles for long queries). docs/serve.md has the timings. It is built once with torch's C++ extension loader (g++ and ninja, about 40 s on 2 cores) into
-torch's extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), which every
-later process reuses (``make setup`` builds it).
+torch's extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), one folder per
+torch installation (:func:`build_dir`), which every later process of that installation reuses (``make
+setup`` builds it).
 Without a compiler, or on a CPU without AVX2 and FMA, :func:`kernels` returns None and the runner keeps
 torch's kernels.
 """
@@ -17,6 +18,7 @@ torch's kernels.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import shutil
@@ -28,6 +30,17 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).parent / "kernels" / "cpu.cpp"
 DISABLE_ENV = "NEXUS_NATIVE_KERNELS"
 """Set to ``0`` to keep torch's kernels (no build, no native code)."""
+
+
+def build_dir() -> Path:
+    """Where the kernels are built for the torch this process imports: one folder per torch installation,
+    so two virtual environments do not rebuild over each other's build (torch's loader would, since the
+    include paths differ)."""
+    import torch
+
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
+    key = hashlib.sha256(f"{torch.__version__}|{Path(torch.__file__).parent}".encode()).hexdigest()[:12]
+    return root / f"nexus_cpu_kernels-{key}"
 
 
 def unavailable_reason() -> str | None:
@@ -63,10 +76,13 @@ def kernels() -> Any | None:
         return None
     from torch.utils.cpp_extension import load
 
+    out = build_dir()
     try:
+        out.mkdir(parents=True, exist_ok=True)
         return load(
             name="nexus_cpu_kernels",
             sources=[str(SOURCE)],
+            build_directory=str(out),
             extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
