@@ -130,6 +130,15 @@ def _quantize_label(quantize: str) -> str:
     return steps
 
 
+def _kernels_label() -> str:
+    from nexus_llm.serve.engine.native import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        return f"torch's ({reason})"
+    return "native AVX2 for CPU decode steps (built once, about 40 s, on first use)"
+
+
 def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> None:
     from nexus_llm.serve.engine.backends import ENGINE_LABELS
     from nexus_llm.serve.engine.loading import default_threads
@@ -139,6 +148,7 @@ def _print_plan(settings, name: str, local: str, keys: list[str], kind: str) -> 
         ("engine", f"{kind}: {ENGINE_LABELS[kind]}"),
         ("precision, threads", f"{_precision(settings)}, {settings.threads or default_threads()} threads"),
         ("low-bit weights", _quantize_label(settings.quantize)),
+        ("CPU kernels", _kernels_label()),
         ("listening", f"http://{settings.host}:{settings.port}"),
         ("API keys", f"{len(keys)} configured" if keys else "none (open)"),
         ("concurrency", f"{settings.max_concurrent} in flight + {settings.max_queue} queued, then 429"),
