@@ -183,8 +183,10 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_another_request_keeps_decodi
     chunks, busy_chunks, decoded_meanwhile = asyncio.run(main())
     want = chunked._lm.tokenizer.decode(_generate(hf_model, long_prompt, 12), skip_special_tokens=True)
     assert "".join(c.text for c in chunks) == want and chunks[-1].completion_tokens == 12
-    # the other request got a token at every one of the 13 prefill steps, not one long stall
-    assert decoded_meanwhile >= 12
+    # the other request got a token at every one of the 13 prefill steps, not one long stall (which would
+    # read 1 or 2). Its chunks are read by another task, so the count can lag: 11 was seen, in full-suite
+    # runs and alone, about one run in ten
+    assert decoded_meanwhile >= 10
     assert busy_chunks[-1].completion_tokens == 60
 
 
