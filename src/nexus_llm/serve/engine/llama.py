@@ -908,10 +908,10 @@ class LlamaRunner:
         slots = [self._slot[w.key] for w in items]
         lengths = [w.start + 1 for w in items]
         width = max(lengths)
-        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
-        index = None if contiguous else torch.tensor(slots, dtype=torch.long, device=dev)
         if self.native is not None:  # the native kernel reads each row's own slot and length: no mask
             return slots[0], len(slots), torch.tensor(slots), width, torch.tensor(lengths)
+        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
+        index = None if contiguous else torch.tensor(slots, dtype=torch.long, device=dev)
         visible = None  # every row sees all ``width`` columns: no mask (the kernel is faster without)
         if min(lengths) != width:
             rows = torch.tensor(lengths, device=dev)
