@@ -110,18 +110,6 @@ void check(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& 
               "block scales must be float32 [N, K/32]");
 }
 
-// Runs block(b, acc) for every block, alternating two accumulator sets (even and odd blocks), so that
-// consecutive FMAs into one accumulator do not wait on each other
-template <typename Block>
-inline void over_blocks(int64_t B, Block&& block, __m256* acc0, __m256* acc1) {
-  int64_t b = 0;
-  for (; b + 1 < B; b += 2) {
-    block(b, acc0);
-    block(b + 1, acc1);
-  }
-  if (b < B) block(b, acc0);
-}
-
 // 4-bit weights x int8 activations, MT activation rows at a time (two accumulators each: an FMA's
 // latency would otherwise bound a one-row step)
 template <int MT>
@@ -140,7 +128,12 @@ inline void q4_tile(const uint8_t* w, const float* d, const float* mn, const int
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d[b] * xd[t * B + b]), acc[t]);
     }
   };
-  over_blocks(B, block, acc0, acc1);
+  int64_t b = 0;
+  for (; b + 1 < B; b += 2) {
+    block(b, acc0);
+    block(b + 1, acc1);
+  }
+  if (b < B) block(b, acc0);
   for (int t = 0; t < MT; ++t) {
     // plus the sum over blocks of the weights' minimum times the activations' sum
     y[t * N] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + dot(mn, xs + t * B, B);
@@ -164,7 +157,12 @@ inline void q8_tile(const int8_t* w, const float* d, const int8_t* xq, const flo
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d[b] * xd[t * B + b]), acc[t]);
     }
   };
-  over_blocks(B, block, acc0, acc1);
+  int64_t b = 0;
+  for (; b + 1 < B; b += 2) {
+    block(b, acc0);
+    block(b + 1, acc1);
+  }
+  if (b < B) block(b, acc0);
   for (int t = 0; t < MT; ++t) y[t * N] = hsum(_mm256_add_ps(acc0[t], acc1[t]));
 }
 
